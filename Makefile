@@ -1,0 +1,59 @@
+# Two commands on a fresh machine: `make test` and `make demo`. Each creates .venv from the lock if needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Extra pip flags, e.g. PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu' where the
+# torch 2.13.0+cpu wheel is not already on a local index.
+PIP_EXTRA ?=
+PYTEST_ARGS ?=
+
+# The environment the tests and the demo need, set here so CI and a developer's shell agree.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_AUTH_MODE := disabled
+export VLLM_ENABLE_V1_MULTIPROCESSING := 0
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test test-fast demo lint format bench docs clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/cpu.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=23.2"
+	$(PY) -m pip install -q --no-deps $(PIP_EXTRA) -r requirements/cpu.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -c "import torch, vllm, ray, verifiers, rlvr" >/dev/null
+	touch $@
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/rlvr train recipes/tiny.yaml --dry-run
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Regenerate the recipe reference in README.md from rlvr/config.py.
+docs: install
+	$(PY) -c "import re, pathlib; from rlvr.config import reference_markdown as r; p = pathlib.Path('README.md'); \
+	p.write_text(re.sub(r'(<!-- recipe-reference:start[^>]*-->\n).*?(<!-- recipe-reference:end -->)', \
+	lambda m: m.group(1) + r() + '\n' + m.group(2), p.read_text(), flags=re.S))"
+
+bench: install
+	$(PY) benchmarks/verifiers.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

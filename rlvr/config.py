@@ -1,0 +1,296 @@
+"""Typed recipes: YAML validated into config objects, with dotted command-line overrides.
+
+A wrong recipe fails before anything starts, and the message names the full key path, the value, and what
+is allowed (`rollout.engine: 'vlm' is not one of 'torch', 'vllm'`; `unknown key 'rollout.nn' — did you mean
+'rollout.n'?`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe or override is invalid. The message lists every problem, one per line."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(Section):
+    name: str = Field("rlvr", description="run name; names the run directory and the wandb run")
+    output_dir: str | None = Field(None, description="run directory; default runs/<name>")
+    seed: int = Field(0, description="seeds data order, sampling and initialisation")
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+
+class ModelConfig(Section):
+    preset: Literal["tiny", "small", "megrez2-3x7b-a3b"] | None = Field(
+        "tiny", description="built-in Megrez2 config, randomly initialised unless path is set"
+    )
+    path: str | None = Field(None, description="checkpoint directory in the official layout; wins over preset")
+    tokenizer: str | None = Field(None, description="tokenizer directory; default: the checkpoint's")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="parameter and compute dtype")
+    activation_checkpointing: bool = Field(False, description="recompute each layer in backward to save memory")
+
+    @model_validator(mode="after")
+    def _preset_or_path(self) -> ModelConfig:
+        if self.preset is None and self.path is None:
+            raise ValueError("set preset or path")
+        return self
+
+
+class DataConfig(Section):
+    train_files: list[str] = Field(min_length=1, description="prompt files in the builder's schema")
+    eval_files: list[str] = Field([], description="held-out prompt files for pass@k evaluation")
+    max_prompt_tokens: int = Field(512, gt=0, description="longer prompts are counted and skipped")
+    shuffle: bool = Field(True, description="shuffle prompts each epoch (seeded by run.seed)")
+
+
+class VerifierConfig(Section):
+    name: str = Field("math", description="registered name, entry point or 'pkg.module:obj'")
+    workers: int = Field(2, ge=1, description="processes in each VerifierPool")
+    soft_timeout_s: float = Field(5.0, gt=0, description="a verification over this returns status 'timeout'")
+    hard_timeout_s: float | None = Field(
+        None, gt=0, description="a worker silent this long is killed and replaced; default 2 x soft + 1"
+    )
+    reward_correct: float = Field(1.0, description="reward for status 'ok'")
+    reward_wrong: float = Field(-1.0, description="reward for every other status")
+    options: dict[str, Any] = Field({}, description="extra keyword arguments for the verifier")
+
+    @model_validator(mode="after")
+    def _hard_after_soft(self) -> VerifierConfig:
+        if self.hard_timeout_s is not None and self.hard_timeout_s < self.soft_timeout_s:
+            raise ValueError("hard_timeout_s must be >= soft_timeout_s")
+        return self
+
+
+class RolloutConfig(Section):
+    engine: Literal["torch", "vllm"] = Field("torch", description="rollout engine behind each RolloutWorker")
+    workers: int = Field(1, ge=1, description="RolloutWorker actors")
+    prompts_per_step: int = Field(8, ge=1, description="prompts sampled per RL step")
+    n: int = Field(8, ge=1, description="samples per prompt (the GRPO group size)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (the paper: 1.0)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling; 1.0 samples the full distribution")
+    max_new_tokens: int = Field(256, gt=0, description="response length cap; longer responses are truncated")
+
+
+class AlgorithmConfig(Section):
+    advantage: Literal["grpo"] = Field("grpo", description="advantage estimator")
+    advantage_scale: Literal["none", "std"] = Field("none", description="divide by the group's std or not")
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount")
+    lam: float = Field(1.0, ge=0, le=1, description="GAE lambda")
+    clip_low: float = Field(0.2, ge=0, lt=1, description="PPO ratio clip below: 1 - clip_low")
+    clip_high: float = Field(0.2, ge=0, description="PPO ratio clip above: 1 + clip_high")
+    kl_coef: float = Field(0.0, ge=0, description="KL penalty; 0 loads no reference model")
+    ppo_epochs: int = Field(1, ge=1, description="passes over each step's rollouts")
+    minibatches: int = Field(1, ge=1, description="optimizer steps per PPO epoch")
+
+
+class OptimConfig(Section):
+    lr: float = Field(1e-6, gt=0, description="AdamW learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps")
+    grad_clip: float = Field(1.0, gt=0, description="max global grad norm")
+
+
+class TrainerConfig(Section):
+    steps: int = Field(100, ge=1, description="RL steps")
+    save_every: int = Field(50, ge=1, description="checkpoint every k steps")
+    eval_every: int = Field(0, ge=0, description="held-out eval every k steps; 0 disables it")
+    resume: Literal["auto", "never"] = Field("auto", description="auto: continue from the newest checkpoint")
+    wandb: bool = Field(True, description="log to wandb (offline unless WANDB_MODE/WANDB_API_KEY say otherwise)")
+
+
+class ResourcesConfig(Section):
+    learner_workers: int = Field(1, ge=1, description="data-parallel learner ranks")
+    gpus_per_learner: float = Field(0, ge=0, description="GPUs per learner rank; 0 runs on CPU")
+    gpus_per_rollout_worker: float = Field(0, ge=0, description="GPUs per rollout worker; 0 runs on CPU")
+    cpus_per_verifier_worker: float = Field(1, gt=0, description="CPUs reserved per VerifierWorker actor")
+
+
+class RecipeConfig(Section):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    verifier: VerifierConfig = VerifierConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    optim: OptimConfig = OptimConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the resolved config as `config.yaml` into `directory` (the run's outputs live beside it)."""
+        path = Path(directory) / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml())
+        return path
+
+    def summary(self) -> str:
+        """The resolved config, one line per section."""
+        lines = []
+        for section, values in self.to_dict().items():
+            fields = " ".join(f"{k}={_compact(v)}" for k, v in values.items())
+            lines.append(f"{section + ':':<11}{fields}")
+        return "\n".join(lines)
+
+
+def _compact(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`rollout.n=8` -> (["rollout", "n"], 8). The value is read as YAML, so `true`, `[1, 2]`, `null` work."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"override {text!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise RecipeError(f"override {text!r}: {where!r} is a value ({child!r}), not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
+    """Read a YAML recipe, apply `key.path=value` overrides, and validate it into a `RecipeConfig`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe {str(path)!r} must be a mapping of sections, got {type(raw).__name__}")
+    return validate_recipe(apply_overrides(raw, overrides), source=str(path))
+
+
+def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> RecipeConfig:
+    try:
+        return RecipeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [describe_error(RecipeConfig, err) for err in exc.errors()]
+        raise RecipeError(f"{source}: {len(problems)} problem(s)\n  " + "\n  ".join(problems)) from None
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def describe_error(root: type[BaseModel], err: Any) -> str:
+    """One line per pydantic error: the dotted key path, the value, and what is allowed."""
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "<root>"
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(root, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.5)
+        hint = f"; did you mean {'.'.join([*loc[:-1], close[0]])!r}?" if close else ""
+        return f"unknown key {key!r}{hint} (allowed here: {', '.join(allowed)})"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    if kind == "literal_error":
+        allowed = list(typing.get_args(_annotation(root, loc)))
+        allowed = [a for a in allowed if a is not None] or allowed
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{key}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}{hint}"
+    if kind == "value_error":
+        return f"{key}: {err['msg'].removeprefix('Value error, ')}"
+    expected = _type_name(_annotation(root, loc))
+    return f"{key}: got {value!r} ({type(value).__name__}); expected {expected} — {err['msg']}"
+
+
+def _walk(root: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None, Any]:
+    """Follow `loc` through nested sections; returns (section model, annotation of the last key)."""
+    model: type[BaseModel] | None = root
+    annotation: Any = root
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return None, annotation
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model, annotation
+
+
+def _allowed_keys(root: type[BaseModel], section_loc: list[str]) -> list[str]:
+    model, _ = _walk(root, section_loc)
+    return list(model.model_fields) if model else []
+
+
+def _annotation(root: type[BaseModel], loc: list[str]) -> Any:
+    # Errors inside a union point one level deeper (['model', 'preset', 'literal[...]']); _walk stops at
+    # the last real field, which is the one whose annotation we want.
+    _, annotation = _walk(root, loc)
+    return None if annotation is root else _strip_optional(annotation)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is None:
+        return "a valid value"
+    if typing.get_origin(annotation) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+# ---------------------------------------------------------------- documentation
+
+
+def reference_markdown() -> str:
+    """The recipe reference table in README.md, generated from the config classes (a test keeps it in sync)."""
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for section, info in RecipeConfig.model_fields.items():
+        model = info.annotation
+        for key, field_info in model.model_fields.items():
+            default = "required" if field_info.is_required() else f"`{_compact(field_info.default)}`"
+            kind = _type_name(_strip_optional(field_info.annotation)).replace("|", "\\|")
+            if field_info.annotation != _strip_optional(field_info.annotation):
+                kind += " or null"
+            lines.append(f"| `{section}.{key}` | {kind} | {default} | {field_info.description or ''} |")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Typed recipes: validation messages name the field and the allowed values; overrides; round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlvr.config import RecipeError, apply_overrides, load_recipe, parse_override, validate_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny.yaml"
+
+
+def errors_for(*overrides: str) -> str:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(TINY, overrides)
+    return str(info.value)
+
+
+def test_tiny_recipe_loads_with_overrides() -> None:
+    config = load_recipe(TINY, ["rollout.n=4", "trainer.steps=5", "optim.betas=[0.8, 0.9]"])
+    assert config.rollout.n == 4
+    assert config.trainer.steps == 5
+    assert config.optim.betas == (0.8, 0.9)
+    assert config.model.preset == "tiny"
+    assert config.algorithm.kl_coef == 0.0
+
+
+def test_unknown_key_names_full_path_and_closest_name() -> None:
+    message = errors_for("rollout.nn=3")
+    assert "unknown key 'rollout.nn'" in message
+    assert "did you mean 'rollout.n'" in message
+    assert "max_new_tokens" in message  # the allowed keys are listed
+
+
+def test_unknown_section_lists_sections() -> None:
+    message = errors_for("rolout.n=3")
+    assert "unknown key 'rolout'" in message and "did you mean 'rollout'" in message
+
+
+def test_literal_error_lists_allowed_values() -> None:
+    message = errors_for("rollout.engine=vlm")
+    assert "rollout.engine: 'vlm' is not one of 'torch', 'vllm'" in message
+    assert "did you mean 'vllm'" in message
+
+
+def test_optional_literal_error_lists_allowed_values() -> None:
+    message = errors_for("model.preset=tinny")
+    assert "model.preset: 'tinny'" in message and "'megrez2-3x7b-a3b'" in message
+
+
+def test_wrong_type_names_field_value_and_expected_type() -> None:
+    message = errors_for("rollout.n=eight")
+    assert "rollout.n: got 'eight' (str); expected int" in message
+
+
+def test_bounds_are_checked() -> None:
+    assert "rollout.temperature" in errors_for("rollout.temperature=0")
+    assert "verifier: hard_timeout_s must be >= soft_timeout_s" in errors_for("verifier.hard_timeout_s=1")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = errors_for("rollout.n=0", "algorithm.clip_low=2", "trainer.bogus=1")
+    assert "3 problem(s)" in message
+    for key in ("rollout.n", "algorithm.clip_low", "trainer.bogus"):
+        assert key in message
+
+
+def test_missing_required_section() -> None:
+    with pytest.raises(RecipeError, match="data: required key is missing"):
+        validate_recipe({})
+
+
+@pytest.mark.parametrize("bad", ["rollout.n", "=3", "rollout..n=3"])
+def test_malformed_override(bad: str) -> None:
+    with pytest.raises(RecipeError, match="not of the form"):
+        parse_override(bad)
+
+
+def test_override_into_a_value_is_an_error() -> None:
+    with pytest.raises(RecipeError, match="'rollout.n' is a value"):
+        apply_overrides({"rollout": {"n": 8}}, ["rollout.n.x=1"])
+
+
+def test_override_values_are_yaml_typed() -> None:
+    assert parse_override("a.b=true") == (["a", "b"], True)
+    assert parse_override("a.b=null") == (["a", "b"], None)
+    # PyYAML reads "1e-5" as a string; the float field still validates it to a number.
+    assert load_recipe(TINY, ["optim.lr=1e-5"]).optim.lr == pytest.approx(1e-5)
+    assert parse_override("a.b=math") == (["a", "b"], "math")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    config = load_recipe(TINY, ["rollout.n=3"])
+    saved = config.save(tmp_path / "run")
+    again = load_recipe(saved)
+    assert again == config
+    assert "n=3" in config.summary().splitlines()[4]
+
+
+def test_missing_and_invalid_recipe_files(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(RecipeError, match="must be a mapping"):
+        load_recipe(bad)
