@@ -1,0 +1,69 @@
+"""The `rlvr` command line as a user runs it: a real subprocess through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rlvr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("rlvr")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [str(exe), *args], cwd=REPO, env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_verify_from_the_shell() -> None:
+    out = rlvr("verify", "--verifier", "math", "--reference", r"\frac12", r"The answer is \boxed{0.5}", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["correct"] is True and result["reward"] == 1.0 and result["status"] == "ok"
+    assert result["extracted"] == "0.5"
+
+
+def test_verify_reads_stdin_and_reports_wrong() -> None:
+    out = rlvr("verify", "--verifier", "numeric", "--reference", "72", "-", "--json", stdin="so #### 71")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["correct"], result["reward"], result["status"]) == (False, -1.0, "wrong")
+
+
+def test_verify_unknown_verifier_is_a_clear_error() -> None:
+    out = rlvr("verify", "--verifier", "mathh", "--reference", "1", "1")
+    assert out.returncode == 2
+    assert "unknown verifier 'mathh'" in out.stderr and "did you mean 'math'" in out.stderr.lower()
+
+
+def test_train_dry_run_validates_and_prints_plan() -> None:
+    out = rlvr("train", "recipes/tiny.yaml", "rollout.n=4", "--dry-run")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "rollout:   engine=torch" in out.stdout and "n=4" in out.stdout
+    assert "32 rows, 0 malformed" in out.stdout
+    assert "8 prompts x 4 samples = 32 rollouts" in out.stdout
+
+
+def test_train_bad_override_names_the_field() -> None:
+    out = rlvr("train", "recipes/tiny.yaml", "rollout.temperatur=1.0", "--dry-run")
+    assert out.returncode == 2
+    assert "unknown key 'rollout.temperatur'; did you mean 'rollout.temperature'?" in out.stderr
+
+
+def test_train_reports_malformed_rows_and_missing_files(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        '{"id": "a", "prompt": "1+1?", "answer": "2"}\n'
+        "not json\n"
+        '{"id": "b", "prompt": "2+2?"}\n'
+    )
+    out = rlvr("train", "recipes/tiny.yaml", f"data.train_files=[{prompts}]", "--dry-run")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 rows, 2 malformed" in out.stdout
+    assert "row 2: not JSON" in out.stdout and "row 3: missing 'answer'" in out.stdout
+    out = rlvr("train", "recipes/tiny.yaml", f"data.train_files=[{tmp_path / 'none.jsonl'}]", "--dry-run")
+    assert out.returncode == 2 and "data.train_files[0]" in out.stdout and "does not exist" in out.stdout
