@@ -1,0 +1,43 @@
+"""The math verifier on real gold answers (GSM8K, MATH): golds verify against themselves, perturbations don't.
+
+This runs on a fixed random sample; `benchmarks/verifiers.py --full` runs every gold answer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from verifiers import get_verifier
+from verifiers.quality import flip_sign, perturb_last_digit
+
+SAMPLE = 1500
+
+
+def gold_answers(data: Path) -> list[str]:
+    golds = []
+    for name in ("gsm8k_train.jsonl", "gsm8k_test.jsonl"):
+        for line in (data / name).read_text().splitlines():
+            golds.append(json.loads(line)["answer"].split("####")[-1].strip())
+    for line in (data / "math_train.jsonl").read_text().splitlines():
+        golds.append(json.loads(line)["answer"])
+    return [g for g in golds if g.strip()]
+
+
+def test_gold_answers_verify_and_perturbed_ones_do_not(shared_data: Path) -> None:
+    golds = random.Random(0).sample(gold_answers(shared_data), SAMPLE)
+    math = get_verifier("math")
+    misses = [g for g in golds if not math.verify("So the answer is \\boxed{" + g + "}.", g).correct]
+    assert len(misses) / len(golds) <= 0.001, misses
+
+    perturbed = [(g, p) for g in golds for p in (perturb_last_digit(g), flip_sign(g)) if p and p != g]
+    accepted = [(g, p) for g, p in perturbed if math.verify("\\boxed{" + p + "}", g).correct]
+    assert len(accepted) / len(perturbed) <= 0.01, accepted
+
+
+def test_perturbations() -> None:
+    assert perturb_last_digit("\\frac{3}{4}") == "\\frac{3}{5}"
+    assert perturb_last_digit("x") is None
+    assert flip_sign("-5") == "5" and flip_sign("\\frac12") == "-\\frac12"
+    assert flip_sign("0") is None  # -0 is 0: not a perturbation

@@ -1,0 +1,61 @@
+"""The verifier contract: a `Verifier` turns (response, reference) into a `Result` with a binary reward."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
+
+Status = Literal["ok", "wrong", "no_answer", "parse_error", "timeout", "error"]
+STATUSES: tuple[Status, ...] = ("ok", "wrong", "no_answer", "parse_error", "timeout", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One verification.
+
+    `status` says why: "ok" (correct), "wrong" (an answer was found and differs), "no_answer" (nothing to
+    extract, or the response is over the length cap), "parse_error" (an answer was found but could not be
+    read), "timeout" (over the pool's soft limit) and "error" (the verifier raised or its worker died).
+    """
+
+    correct: bool
+    reward: float
+    status: Status
+    extracted: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Verifier:
+    """Base class for verifiers. Subclasses implement `check` and inherit reward shaping and the length cap.
+
+    `check(response, reference, sample)` returns `(status, extracted, detail)`; `verify` wraps it into a
+    `Result` whose reward is `reward_correct` for status "ok" and `reward_wrong` for every other status.
+    """
+
+    name: ClassVar[str] = "verifier"
+
+    def __init__(
+        self, *, reward_correct: float = 1.0, reward_wrong: float = -1.0, max_response_chars: int = 20_000
+    ) -> None:
+        self.reward_correct = float(reward_correct)
+        self.reward_wrong = float(reward_wrong)
+        self.max_response_chars = int(max_response_chars)
+
+    def verify(self, response: str, reference: str, sample: Mapping[str, Any] | None = None) -> Result:
+        if not isinstance(response, str) or len(response) > self.max_response_chars:
+            return self.result("no_answer", None, "response missing or over the length cap")
+        status, extracted, detail = self.check(response, str(reference), sample)
+        return self.result(status, extracted, detail)
+
+    def check(
+        self, response: str, reference: str, sample: Mapping[str, Any] | None
+    ) -> tuple[Status, str | None, str | None]:
+        raise NotImplementedError
+
+    def result(self, status: Status, extracted: str | None = None, detail: str | None = None) -> Result:
+        ok = status == "ok"
+        return Result(ok, self.reward_correct if ok else self.reward_wrong, status, extracted, detail)

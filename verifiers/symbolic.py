@@ -1,0 +1,199 @@
+"""Symbolic equivalence of two LaTeX answers, without ever executing model text.
+
+LaTeX is read by a grammar-based parser (latex2sympy2_extended, an ANTLR grammar; no `eval`, `sympify` or
+`parse_expr` on the text) into unevaluated sympy trees. Before anything is evaluated, `check_size` bounds
+every exponent, factorial and binomial, so `10^{10^{10}}` is refused instead of allocating memory forever.
+
+Comparison is exact where it can be: numbers without free symbols are compared as exact rationals when both
+are rational (so `1/2004!` and `1/2006!` differ), otherwise at 60 significant digits with a relative
+tolerance of 1e-40. Expressions with symbols are equal when `a - b` simplifies to 0 or agrees at several
+positive rational points; equations are equal when one is a non-zero multiple of the other; sets, intervals,
+tuples and matrices compare element by element.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+import sympy
+from latex2sympy2_extended import latex2sympy
+from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+MAX_SYMBOLIC_CHARS = 400
+MAX_NODES = 400
+MAX_EXPONENT = 10_000.0
+MAX_FACTORIAL = 5_000.0
+_PRECISION = 60
+_TOLERANCE = sympy.Float("1e-40", _PRECISION)
+_POINTS = (sympy.Rational(7, 5), sympy.Rational(23, 10), sympy.Rational(31, 7), sympy.Rational(11, 3))
+_DECIMAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
+_CONVERSION = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
+
+
+class UnsafeExpression(ValueError):
+    """An answer too long or too large to evaluate (a refused `10^{10^{10}}` and the like)."""
+
+
+def _decimal_as_fraction(match: re.Match[str]) -> str:
+    whole, decimals = match.groups()
+    return "\\frac{" + (whole + decimals).lstrip("0").rjust(1, "0") + "}{1" + "0" * len(decimals) + "}"
+
+
+@lru_cache(maxsize=4096)
+def parse_latex(text: str) -> sympy.Basic:
+    """An unevaluated sympy tree for a LaTeX answer; raises ValueError (or UnsafeExpression) on failure.
+
+    Decimals become exact fractions first (`0.1` → `\\frac{1}{10}`), so nothing is rounded to a float.
+    """
+    if len(text) > MAX_SYMBOLIC_CHARS:
+        raise UnsafeExpression(f"answer longer than {MAX_SYMBOLIC_CHARS} characters")
+    try:
+        expr = latex2sympy(
+            _DECIMAL.sub(_decimal_as_fraction, text), normalization_config=None, conversion_config=_CONVERSION
+        )
+    except Exception as exc:  # the grammar raises bare Exceptions for syntax errors
+        raise ValueError(f"cannot parse {text[:80]!r}: {str(exc).splitlines()[0][:120]}") from None
+    check_size(expr)
+    return expr
+
+
+def _bound(expr: sympy.Basic) -> float:
+    """An upper bound on |expr| with every symbol set to 3, in floats (inf when it overflows)."""
+    try:
+        if isinstance(expr, sympy.Symbol):
+            return 3.0
+        if expr.is_Number:
+            return abs(float(expr)) if expr.is_finite else math.inf
+        args = [_bound(arg) for arg in expr.args]
+        if isinstance(expr, sympy.Pow):
+            base, exponent = args
+            return math.inf if base > 1 and exponent > 1e4 else max(base, 1.0) ** exponent
+        if isinstance(expr, sympy.Add):
+            return sum(args)
+        if isinstance(expr, sympy.Mul):
+            return math.prod(args)
+        if isinstance(expr, sympy.factorial):
+            return math.inf if args[0] > 170 else float(math.factorial(int(args[0])))
+        return max(args, default=1.0)
+    except (OverflowError, ValueError, TypeError):
+        return math.inf
+
+
+def check_size(expr: sympy.Basic) -> None:
+    """Refuse trees that are too big to evaluate: huge exponents, factorials, binomials, or too many nodes."""
+    for nodes, node in enumerate(sympy.preorder_traversal(expr), start=1):
+        if nodes > MAX_NODES:
+            raise UnsafeExpression(f"answer has more than {MAX_NODES} terms")
+        if isinstance(node, sympy.Pow) and _bound(node.exp) > MAX_EXPONENT:
+            raise UnsafeExpression("exponent too large to evaluate")
+        counting = isinstance(node, (sympy.factorial, sympy.binomial, sympy.factorial2, sympy.gamma))
+        if counting and any(_bound(arg) > MAX_FACTORIAL for arg in node.args):
+            raise UnsafeExpression("factorial too large to evaluate")
+
+
+def _numeric_equal(a: sympy.Basic, b: sympy.Basic) -> bool:
+    """Exact for rationals; otherwise 60-digit evaluation with relative tolerance 1e-40."""
+    a, b = a.doit(), b.doit()
+    if a.is_Rational and b.is_Rational:
+        return bool(a == b)
+    x, y = sympy.N(a, _PRECISION), sympy.N(b, _PRECISION)
+    if not (x.is_number and y.is_number) or x.has(sympy.nan) or y.has(sympy.nan):
+        return False
+    if x.has(sympy.zoo, sympy.oo, -sympy.oo) or y.has(sympy.zoo, sympy.oo, -sympy.oo):
+        return bool(x == y)
+    difference = abs(x - y)
+    return bool(difference <= _TOLERANCE * max(abs(x), abs(y), sympy.Float(1e-300)))
+
+
+def _at_points(expr: sympy.Basic, symbols: list[sympy.Symbol], shift: int) -> list[sympy.Basic]:
+    values = []
+    for k in range(len(_POINTS)):
+        point = {s: _POINTS[(k + i + shift) % len(_POINTS)] + i for i, s in enumerate(symbols)}
+        values.append(expr.xreplace(point))
+    return values
+
+
+def _expressions_equal(a: sympy.Basic, b: sympy.Basic) -> bool:
+    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+    if not symbols:
+        return _numeric_equal(a, b)
+    if a == b:
+        return True
+    agree = [
+        _numeric_equal(x, y)
+        for x, y in zip(_at_points(a, symbols, 0), _at_points(b, symbols, 0), strict=True)
+    ]
+    return all(agree)
+
+
+def _equations_equal(a: sympy.Eq, b: sympy.Eq) -> bool:
+    """`y = 2x + 1` equals `2x - y + 1 = 0`: one's lhs − rhs is a non-zero multiple of the other's."""
+    if a.lhs == b.lhs and isinstance(a.lhs, sympy.Symbol):
+        return equivalent(a.rhs, b.rhs)
+    f, g = a.lhs - a.rhs, b.lhs - b.rhs
+    symbols = sorted(f.free_symbols | g.free_symbols, key=str)
+    if not symbols:
+        return False
+    ratios = []
+    for x, y in zip(_at_points(f, symbols, 1), _at_points(g, symbols, 1), strict=True):
+        x, y = sympy.N(x.doit(), _PRECISION), sympy.N(y.doit(), _PRECISION)
+        if y == 0 or not y.is_number:
+            if x != 0:
+                return False
+            continue
+        ratios.append(x / y)
+    return bool(ratios) and ratios[0] != 0 and all(_numeric_equal(r, ratios[0]) for r in ratios[1:])
+
+
+def _elements_equal(xs: list[sympy.Basic], ys: list[sympy.Basic], ordered: bool) -> bool:
+    if len(xs) != len(ys):
+        return False
+    if ordered:
+        return all(equivalent(x, y) for x, y in zip(xs, ys, strict=True))
+    unmatched = list(ys)
+    for x in xs:
+        match = next((i for i, y in enumerate(unmatched) if equivalent(x, y)), None)
+        if match is None:
+            return False
+        unmatched.pop(match)
+    return True
+
+
+def _drop_variable(a: sympy.Basic, b: sympy.Basic) -> tuple[sympy.Basic, sympy.Basic]:
+    """`x = 3` against `3` (or `x \\in [1, 2)` against `[1, 2)`): compare the right-hand side."""
+    for first, second in ((a, b), (b, a)):
+        if isinstance(first, sympy.Eq) and not isinstance(second, sympy.Eq) and first.lhs.is_Symbol:
+            return (first.rhs, second) if first is a else (second, first.rhs)
+    return a, b
+
+
+def equivalent(a: sympy.Basic, b: sympy.Basic) -> bool:
+    """Whether two parsed answers are mathematically the same; see the module docstring for the rules."""
+    a, b = _drop_variable(a, b)
+    if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
+        if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
+            return False
+        return _elements_equal(list(a), list(b), ordered=True)
+    relational = sympy.core.relational.Relational
+    if isinstance(a, relational) and isinstance(b, relational) and not isinstance(a, sympy.Eq):
+        b = b if type(a) is type(b) else b.reversed  # `x > 3` is `3 < x`
+    if type(a) is not type(b) and not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
+        return False
+    if isinstance(a, sympy.Eq):
+        return _equations_equal(a, b)
+    if isinstance(a, sympy.FiniteSet):
+        return _elements_equal(list(a.args), list(b.args), ordered=False)
+    if isinstance(a, sympy.Union):
+        return _elements_equal(list(a.args), list(b.args), ordered=False)
+    if isinstance(a, sympy.Interval):
+        same_ends = a.left_open == b.left_open and a.right_open == b.right_open
+        return same_ends and equivalent(a.start, b.start) and equivalent(a.end, b.end)
+    if isinstance(a, sympy.Tuple):
+        return _elements_equal(list(a.args), list(b.args), ordered=True)
+    if isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr):
+        return _expressions_equal(a, b)
+    if isinstance(a, relational):
+        return a.rel_op == b.rel_op and equivalent(a.lhs, b.lhs) and equivalent(a.rhs, b.rhs)
+    return bool(a == b)
