@@ -1,4 +1,4 @@
-"""Shared fixtures. The public data set lives beside the repository in ../shared/data (override: RLVR_DATA_DIR)."""
+"""Shared fixtures. Public data lives beside the repository in ../shared/data (override: RLVR_DATA_DIR)."""
 
 from __future__ import annotations
 
@@ -18,5 +18,5 @@ def shared_data_path() -> Path:
 def shared_data() -> Path:
     path = shared_data_path()
     if not (path / "gsm8k_train.jsonl").exists():
-        pytest.fail(f"public data not found at {path}; set RLVR_DATA_DIR to the folder with gsm8k_train.jsonl")
+        pytest.fail(f"public data not found at {path}; set RLVR_DATA_DIR to the folder of gsm8k_train.jsonl")
     return path

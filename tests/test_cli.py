@@ -20,7 +20,8 @@ def rlvr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 
 
 def test_verify_from_the_shell() -> None:
-    out = rlvr("verify", "--verifier", "math", "--reference", r"\frac12", r"The answer is \boxed{0.5}", "--json")
+    response = r"The answer is \boxed{0.5}"
+    out = rlvr("verify", "--verifier", "math", "--reference", r"\frac12", response, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["correct"] is True and result["reward"] == 1.0 and result["status"] == "ok"
@@ -57,9 +58,7 @@ def test_train_bad_override_names_the_field() -> None:
 def test_train_reports_malformed_rows_and_missing_files(tmp_path: Path) -> None:
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(
-        '{"id": "a", "prompt": "1+1?", "answer": "2"}\n'
-        "not json\n"
-        '{"id": "b", "prompt": "2+2?"}\n'
+        '{"id": "a", "prompt": "1+1?", "answer": "2"}\nnot json\n{"id": "b", "prompt": "2+2?"}\n'
     )
     out = rlvr("train", "recipes/tiny.yaml", f"data.train_files=[{prompts}]", "--dry-run")
     assert out.returncode == 0, out.stdout + out.stderr

@@ -40,4 +40,4 @@ def test_perturbations() -> None:
     assert perturb_last_digit("\\frac{3}{4}") == "\\frac{3}{5}"
     assert perturb_last_digit("x") is None
     assert flip_sign("-5") == "5" and flip_sign("\\frac12") == "-\\frac12"
-    assert flip_sign("0") is None  # -0 is 0: not a perturbation
+    assert flip_sign("0") is None and flip_sign("x = 0") is None  # a sign there changes nothing

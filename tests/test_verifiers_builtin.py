@@ -163,3 +163,36 @@ def test_exact() -> None:
     assert not get_verifier("exact", case_sensitive=True).verify("\\boxed{monday}", "Monday").correct
     assert exact.verify("  Paris ", "paris").correct
     assert not exact.verify("Lyon", "Paris").correct
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\frac{\\sqrt{3}}{2}",
+        "2x^2-1",
+        "3\\pi",
+        "\\sqrt[3]{8}",
+        "e^{2}",
+        "-0.25",
+        "2(x+1)",
+        "x/y",
+        "(1,2,3)",
+        "k=6",
+    ],
+)
+def test_fast_reader_agrees_with_the_grammar(text: str) -> None:
+    from latex2sympy2_extended import latex2sympy
+
+    from verifiers.latex_fast import parse_simple
+    from verifiers.symbolic import equivalent
+
+    assert equivalent(parse_simple(text), latex2sympy(text.replace("-0.25", "-\\frac{1}{4}")))
+
+
+def test_fast_reader_leaves_the_rest_to_the_grammar() -> None:
+    from verifiers.latex_fast import Unsupported, parse_simple
+
+    for text in ("\\sin x", "[1,2)", "x^23", "\\{1,2\\}", "a;b", "x \\le 3"):
+        with pytest.raises(Unsupported):
+            parse_simple(text)
+    assert get_verifier("math").verify(boxed("[1, 2)"), "[1,2)").correct  # through the grammar

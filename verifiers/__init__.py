@@ -1,7 +1,7 @@
 """Verifiers turn a model's answer into a binary reward.
 
-    from verifiers import Result, Verifier, get_verifier, register_verifier, VerifierPool
-    r = get_verifier("math").verify("... \\boxed{0.5}", "\\frac12")
+from verifiers import Result, Verifier, get_verifier, register_verifier, VerifierPool
+r = get_verifier("math").verify("... \\boxed{0.5}", "\\frac12")
 """
 
 from typing import Any

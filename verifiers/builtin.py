@@ -135,6 +135,8 @@ class MathVerifier(Verifier):
             return "ok"
         if BASE_NUMBER.match(mine) or BASE_NUMBER.match(gold):
             return "wrong"  # `1101_2` and `1101_3` are different numbers; the base is part of the answer
+        if ":" in mine or ":" in gold:
+            return "wrong"  # times and ratios (`9:24`, `4:51 p.m.`) compare as written
         mine_value, gold_value = to_fraction(mine), to_fraction(gold)
         if mine_value is not None and gold_value is not None:
             return "ok" if mine_value == gold_value else "wrong"

@@ -49,6 +49,7 @@ def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
     """
     text = text.strip().rstrip(".").strip().strip("$").strip()
     text = text.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
+    text = text.replace("\\$", "").replace("{,}", ",")  # currency `\$20` is 20; `10{,}000` is 10,000
     text = _SPACING.sub(" ", text)
     text = fix_shorthand(text)
     text = _DEGREES.sub("", text)

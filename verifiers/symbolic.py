@@ -1,7 +1,8 @@
 """Symbolic equivalence of two LaTeX answers, without ever executing model text.
 
-LaTeX is read by a grammar-based parser (latex2sympy2_extended, an ANTLR grammar; no `eval`, `sympify` or
-`parse_expr` on the text) into unevaluated sympy trees. Before anything is evaluated, `check_size` bounds
+LaTeX is read into unevaluated sympy trees by a small reader for common arithmetic (`latex_fast`) or else
+by a grammar-based parser (latex2sympy2_extended's ANTLR grammar); no `eval`, `sympify` or `parse_expr`
+ever sees the text. Before anything is evaluated, `check_size` bounds
 every exponent, factorial and binomial, so `10^{10^{10}}` is refused instead of allocating memory forever.
 
 Comparison is exact where it can be: numbers without free symbols are compared as exact rationals when both
@@ -20,6 +21,8 @@ from functools import lru_cache
 import sympy
 from latex2sympy2_extended import latex2sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+from verifiers.latex_fast import Unsupported, parse_simple
 
 MAX_SYMBOLIC_CHARS = 400
 MAX_NODES = 400
@@ -50,11 +53,13 @@ def parse_latex(text: str) -> sympy.Basic:
     if len(text) > MAX_SYMBOLIC_CHARS:
         raise UnsafeExpression(f"answer longer than {MAX_SYMBOLIC_CHARS} characters")
     try:
-        expr = latex2sympy(
-            _DECIMAL.sub(_decimal_as_fraction, text), normalization_config=None, conversion_config=_CONVERSION
-        )
-    except Exception as exc:  # the grammar raises bare Exceptions for syntax errors
-        raise ValueError(f"cannot parse {text[:80]!r}: {str(exc).splitlines()[0][:120]}") from None
+        expr = parse_simple(text)  # the common shapes, without the (slow) full grammar
+    except (Unsupported, TypeError, ValueError, AttributeError):  # anything it cannot build: the grammar
+        try:
+            latex = _DECIMAL.sub(_decimal_as_fraction, text)
+            expr = latex2sympy(latex, normalization_config=None, conversion_config=_CONVERSION)
+        except Exception as exc:  # the grammar raises bare Exceptions for syntax errors
+            raise ValueError(f"cannot parse {text[:80]!r}: {str(exc).splitlines()[0][:120]}") from None
     check_size(expr)
     return expr
 
@@ -169,9 +174,17 @@ def _drop_variable(a: sympy.Basic, b: sympy.Basic) -> tuple[sympy.Basic, sympy.B
     return a, b
 
 
+def _open_interval_as_pair(x: sympy.Basic) -> sympy.Basic:
+    """`(1, 2)` is a point or an open interval: the grammar reads an interval, the fast reader a pair."""
+    if isinstance(x, sympy.Interval) and x.left_open and x.right_open:
+        return sympy.Tuple(x.start, x.end)
+    return x
+
+
 def equivalent(a: sympy.Basic, b: sympy.Basic) -> bool:
     """Whether two parsed answers are mathematically the same; see the module docstring for the rules."""
     a, b = _drop_variable(a, b)
+    a, b = _open_interval_as_pair(a), _open_interval_as_pair(b)
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
         if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
             return False
