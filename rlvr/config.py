@@ -40,10 +40,14 @@ class ModelConfig(Section):
     preset: Literal["tiny", "small", "megrez2-3x7b-a3b"] | None = Field(
         "tiny", description="built-in Megrez2 config, randomly initialised unless path is set"
     )
-    path: str | None = Field(None, description="checkpoint directory in the official layout; wins over preset")
+    path: str | None = Field(
+        None, description="checkpoint directory in the official layout; wins over preset"
+    )
     tokenizer: str | None = Field(None, description="tokenizer directory; default: the checkpoint's")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="parameter and compute dtype")
-    activation_checkpointing: bool = Field(False, description="recompute each layer in backward to save memory")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each layer in backward to save memory"
+    )
 
     @model_validator(mode="after")
     def _preset_or_path(self) -> ModelConfig:
@@ -97,6 +101,11 @@ class AlgorithmConfig(Section):
     kl_coef: float = Field(0.0, ge=0, description="KL penalty; 0 loads no reference model")
     ppo_epochs: int = Field(1, ge=1, description="passes over each step's rollouts")
     minibatches: int = Field(1, ge=1, description="optimizer steps per PPO epoch")
+    old_logprobs: Literal["recompute", "behaviour"] = Field(
+        "recompute",
+        description="PPO's old policy: the learner's logprobs before the update, or the rollout engine's",
+    )
+    micro_batch_size: int = Field(16, ge=1, description="sequences per forward/backward on a learner rank")
 
 
 class OptimConfig(Section):
@@ -112,7 +121,9 @@ class TrainerConfig(Section):
     save_every: int = Field(50, ge=1, description="checkpoint every k steps")
     eval_every: int = Field(0, ge=0, description="held-out eval every k steps; 0 disables it")
     resume: Literal["auto", "never"] = Field("auto", description="auto: continue from the newest checkpoint")
-    wandb: bool = Field(True, description="log to wandb (offline unless WANDB_MODE/WANDB_API_KEY say otherwise)")
+    wandb: bool = Field(
+        True, description="log to wandb (offline unless WANDB_MODE/WANDB_API_KEY say otherwise)"
+    )
 
 
 class ResourcesConfig(Section):
@@ -283,7 +294,7 @@ def _type_name(annotation: Any) -> str:
 
 
 def reference_markdown() -> str:
-    """The recipe reference table in README.md, generated from the config classes (a test keeps it in sync)."""
+    """The recipe reference table in README.md, generated from the config classes (a test keeps it synced)."""
     lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for section, info in RecipeConfig.model_fields.items():
         model = info.annotation

@@ -46,7 +46,9 @@ def row_from_mapping(record: Any) -> PromptRow:
         raise ValueError(f"missing {', '.join(repr(k) for k in missing)}")
     unknown = sorted(set(record) - set(PROMPT_FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; the schema is {', '.join(PROMPT_FIELDS)}")
+        raise ValueError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; the schema is {', '.join(PROMPT_FIELDS)}"
+        )
     for key in ("id", "prompt", "answer", "verifier", "source"):
         if key in record and record[key] is not None and not isinstance(record[key], str | int | float):
             raise ValueError(f"{key!r} must be a string, got {type(record[key]).__name__}")
