@@ -1,0 +1,942 @@
+"""Megrez2 ("megrez_moe", Megrez2-3x7B-A3B) in plain PyTorch: the MoE language model rlvr's learner trains.
+
+What makes Megrez2 different from a DeepSeek-V3-style MoE:
+* Cross-layer expert sharing. After the dense layer(s), MoE layers come in groups of 3
+  (`experts_shared_frequency`) that use ONE bank of routed experts, stored at the group's first ("leader")
+  layer: {1,2,3} -> 1, {4,5,6} -> 4, and so on. Router, correction bias, shared experts, norms and attention
+  stay per layer.
+* Pre-gated routing (tech report section 3.3). Layer i's router, with its own weights, reads layer i-1's FFN
+  input, so layer i's experts are known while layer i-1 is still running and an engine can prefetch them. The
+  experts run on layer i's own FFN input.
+The rest is familiar: Llama-style GQA attention (rotate-half RoPE, no biases, no qk-norm), a dense SwiGLU in
+layer 0, and in every later layer 64 routed SwiGLU experts (top-6 of sigmoid scores, DeepSeek-V3 "noaux_tc"
+selection) plus 4 shared experts fused into one always-on SwiGLU.
+
+File layout: config -> norm, RoPE, attention -> router (`Gate`) -> dispatch -> routed experts -> MoE -> block
+-> model -> presets -> smoke run. Checkpoint I/O in the official HF layout is in `checkpoint.py`.
+
+Shape suffixes: B batch, T tokens (B*T flattened where the name has no B), S token-slots (T*K, sorted by
+expert), D hidden, F expert width, E experts, K experts per token, H heads, V vocabulary, L MoE layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+# ---- config
+
+# rlvr switches that live in the config object but are not model facts, so config.json does not get them.
+RUNTIME_FIELDS = ("activation_checkpointing", "router_bias_update_rate")
+
+
+@dataclass
+class Megrez2Config:
+    """Megrez2 hyper-parameters under their HF `config.json` names (a DeepSeek-V2/V3 config plus
+    `pre_gate` and `experts_shared_frequency`). Defaults are Megrez2-3x7B-A3B as far as the public sources pin
+    it down; the values they leave open (kv heads, rope_theta, rms_norm_eps, routed_scaling_factor, grouping)
+    are always read from the checkpoint's config.json when there is one."""
+
+    # -- trunk
+    vocab_size: int = 128880
+    hidden_size: int = 2048
+    num_hidden_layers: int = 31
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    # -- attention: Llama GQA
+    num_attention_heads: int = 16
+    num_key_value_heads: int = 4
+    head_dim: int = 128
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 163840
+    # -- dense SwiGLU in layers < first_k_dense_replace
+    intermediate_size: int = 10944
+    first_k_dense_replace: int = 1
+    # -- MoE
+    moe_intermediate_size: int = 1408
+    n_routed_experts: int = 64
+    num_experts_per_tok: int = 6
+    n_shared_experts: int = 4
+    moe_layer_freq: int = 1
+    experts_shared_frequency: int = 3
+    pre_gate: bool = True
+    scoring_func: str = "sigmoid"
+    topk_method: str = "noaux_tc"
+    norm_topk_prob: bool = True
+    routed_scaling_factor: float = 1.0
+    n_group: int = 1
+    topk_group: int = 1
+    hidden_act: str = "silu"
+    attention_bias: bool = False
+    # -- identity
+    architectures: list[str] = field(default_factory=lambda: ["MegrezMoeForCausalLM"])
+    model_type: str = "megrez_moe"
+    torch_dtype: str | None = None
+    # -- rlvr switches (RUNTIME_FIELDS)
+    activation_checkpointing: bool = False  # recompute each layer in backward
+    # aux-loss-free balancing step of the correction bias; 0 = off (RL keeps the routing the rollouts saw)
+    router_bias_update_rate: float = 0.0
+    # -- keys of a real config.json this class does not model (aux-loss fields, token ids, ...): kept
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.num_attention_heads % self.num_key_value_heads:
+            problems.append("num_attention_heads must be a multiple of num_key_value_heads")
+        if (self.scoring_func, self.topk_method) != ("sigmoid", "noaux_tc"):
+            problems.append("only scoring_func='sigmoid' with topk_method='noaux_tc' is implemented")
+        if self.hidden_act != "silu" or self.attention_bias:
+            problems.append("only hidden_act='silu' without attention_bias is implemented")
+        if self.moe_layer_freq != 1:
+            problems.append("only moe_layer_freq=1 is implemented (every layer after the dense ones is MoE)")
+        if self.n_routed_experts % self.n_group or not 0 < self.topk_group <= self.n_group:
+            problems.append("n_group must divide n_routed_experts and 0 < topk_group <= n_group")
+        if self.num_experts_per_tok > self.topk_group * self.n_routed_experts // self.n_group:
+            problems.append("num_experts_per_tok exceeds the experts left after group selection")
+        if self.extra.get("rope_scaling") is not None:
+            problems.append("rope_scaling is not implemented (Megrez2 has none)")
+        if problems:
+            raise ValueError("unsupported Megrez2 config:\n  " + "\n  ".join(problems))
+
+    # -- layer structure
+    def is_moe_layer(self, layer_id: int) -> bool:
+        return layer_id >= self.first_k_dense_replace
+
+    def group_leader(self, layer_id: int) -> int:
+        """The layer whose expert bank `layer_id` uses: {1,2,3} -> 1, {4,5,6} -> 4 with one dense layer."""
+        k, freq = self.first_k_dense_replace, self.experts_shared_frequency
+        return k + (layer_id - k) // freq * freq
+
+    @property
+    def moe_layer_ids(self) -> list[int]:
+        return [i for i in range(self.num_hidden_layers) if self.is_moe_layer(i)]
+
+    # -- config.json
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Megrez2Config:
+        d = dict(d)
+        if d.get("num_key_value_heads") is None:  # HF convention: absent means multi-head attention
+            d["num_key_value_heads"] = d.get("num_attention_heads", cls.num_attention_heads)
+        if d.get("head_dim") is None:
+            d["head_dim"] = d.get("hidden_size", cls.hidden_size) // d.get(
+                "num_attention_heads", cls.num_attention_heads
+            )
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "extra" and f.name not in RUNTIME_FIELDS
+        }
+        return {**d, "architectures": list(self.architectures), **self.extra}
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Megrez2Config:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Megrez2Config:
+        if name not in PRESETS:
+            raise KeyError(f"unknown Megrez2 preset {name!r}; known: {', '.join(PRESETS)}")
+        return dataclasses.replace(PRESETS[name](), **overrides)
+
+
+# ---- attention
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()  # statistics in fp32, as HF Llama does
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_cos_sin(pos_BT: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    """cos, sin of shape (B, 1, T, head_dim) in fp32 for the rotate-half convention (each frequency is used by
+    dimension j and j + head_dim/2). Computed per call: a few KB, and nothing to rebuild after meta init."""
+    exponent = torch.arange(0, head_dim, 2, device=pos_BT.device, dtype=torch.int64).float() / head_dim
+    inv_freq = 1.0 / (theta**exponent)
+    angle = pos_BT.float()[..., None] * inv_freq  # (B, T, hd/2)
+    angle = torch.cat([angle, angle], dim=-1)[:, None]
+    return angle.cos(), angle.sin()
+
+
+def apply_rope(x_BHTd: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    x = x_BHTd.float()
+    x1, x2 = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x_BHTd.dtype)
+
+
+@dataclass
+class KVCache:
+    """Preallocated keys and values of every layer for incremental decoding (prefill, then a token a step).
+
+    Slots fill left to right for the whole batch at once. `key_valid` marks the slots that hold real tokens,
+    so prompts may be left- or right-padded: padded slots are never attended to, and a row's RoPE positions
+    count only its real tokens. Use under `torch.no_grad()`: the cache is written in place.
+    """
+
+    k: list[Tensor]  # per layer (B, H_kv, max_len, head_dim)
+    v: list[Tensor]  # per layer (B, H_kv, max_len, head_dim)
+    key_valid: Tensor  # (B, max_len) bool: slot holds a real token
+    next_pos: Tensor  # (B,) int64: RoPE position of each row's next real token
+    length: int = 0  # slots filled so far (same for every row)
+    has_padding: bool = False  # some filled slot is padding: attention needs an explicit mask
+
+    @classmethod
+    def allocate(
+        cls,
+        config: Megrez2Config,
+        batch_size: int,
+        max_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> KVCache:
+        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
+        n = config.num_hidden_layers
+        return cls(
+            k=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
+            v=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
+            key_valid=torch.zeros(batch_size, max_len, dtype=torch.bool, device=device),
+            next_pos=torch.zeros(batch_size, dtype=torch.int64, device=device),
+        )
+
+    @property
+    def max_len(self) -> int:
+        return self.key_valid.shape[1]
+
+    def store(self, layer_id: int, k_BHTd: Tensor, v_BHTd: Tensor) -> tuple[Tensor, Tensor]:
+        """Write this step's keys/values at slots [length, length+T) and return all filled slots."""
+        end = self.length + k_BHTd.shape[2]
+        self.k[layer_id][:, :, self.length : end] = k_BHTd
+        self.v[layer_id][:, :, self.length : end] = v_BHTd
+        return self.k[layer_id][:, :, :end], self.v[layer_id][:, :, :end]
+
+
+@dataclass
+class _Context:
+    """What every layer of one forward call shares (built once by the model)."""
+
+    cos: Tensor  # (B, 1, T, head_dim) fp32
+    sin: Tensor
+    attn_mask: Tensor | None  # (B, 1, T, S) bool, True = may attend; None = plain causal (or one decode row)
+    is_causal: bool
+    cache: KVCache | None
+    replay_LTK: Tensor | None  # (L, B*T, K) fixed experts per MoE layer (routing replay)
+    first_moe_layer: int
+
+    def replay(self, layer_id: int) -> Tensor | None:
+        return None if self.replay_LTK is None else self.replay_LTK[layer_id - self.first_moe_layer]
+
+
+class Attention(nn.Module):
+    """Llama GQA: no biases, no qk-norm, RoPE over the full head, scale 1/sqrt(head_dim)."""
+
+    def __init__(self, config: Megrez2Config):
+        super().__init__()
+        d, hd = config.hidden_size, config.head_dim
+        self.n_heads, self.n_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = hd
+        self.q_proj = nn.Linear(d, self.n_heads * hd, bias=False)
+        self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * hd, d, bias=False)
+
+    def forward(self, x_BTD: Tensor, ctx: _Context, layer_id: int) -> Tensor:
+        B, T, _ = x_BTD.shape
+        q = self.q_proj(x_BTD).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x_BTD).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x_BTD).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
+        if ctx.cache is not None:
+            k, v = ctx.cache.store(layer_id, k, v)
+            k, v = k.to(q.dtype), v.to(q.dtype)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        if ctx.attn_mask is None:
+            gqa = self.n_heads != self.n_kv_heads
+            out = F.scaled_dot_product_attention(
+                q, k, v, is_causal=ctx.is_causal, scale=scale, enable_gqa=gqa
+            )
+        else:  # SDPA's fused kernels take a mask only without GQA: expand the kv heads (padded batches only)
+            rep = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.attn_mask, scale=scale)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+def build_attention_mask(
+    key_valid_BS: Tensor | None, q_start: int, T: int, device: torch.device
+) -> tuple[Tensor | None, bool]:
+    """(mask, is_causal) for queries in slots [q_start, q_start+T) over keys in slots [0, q_start+T).
+
+    `key_valid_BS` None means every slot holds a real token; then SDPA's own causal path is used where it
+    applies. A padding query is allowed to see itself so that no softmax row is empty (its output is never
+    used).
+    """
+    if key_valid_BS is None and q_start == 0:
+        return None, T > 1
+    if key_valid_BS is None and T == 1:
+        return None, False
+    q_slot = torch.arange(q_start, q_start + T, device=device)[:, None]
+    k_slot = torch.arange(q_start + T, device=device)[None, :]
+    mask_BTS = (k_slot <= q_slot)[None]
+    if key_valid_BS is not None:
+        mask_BTS = mask_BTS & key_valid_BS[:, None, :]
+    return (mask_BTS | (k_slot == q_slot))[:, None], False
+
+
+# ---- MoE
+
+
+class MLP(nn.Module):
+    """SwiGLU, down(silu(gate(x)) * up(x)): the dense layer 0, and the shared experts fused into one of width
+    n_shared_experts * moe_intermediate_size (the same function as running them separately and summing)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+Route = tuple[Tensor, Tensor]  # (weights_TK fp32 mixing weights, indices_TK int64 expert ids)
+
+
+class Gate(nn.Module):
+    """Router of one MoE layer: sigmoid scores -> (mixing weights, expert indices), DeepSeek-V3 "noaux_tc".
+
+    The correction bias only *picks* the experts (it is the aux-loss-free balancing knob); the mixing weights
+    are the un-biased sigmoid scores of the picked experts, renormalised over the k and scaled. All in fp32:
+    near-ties between experts are common and bf16 would flip them.
+    """
+
+    def __init__(self, config: Megrez2Config):
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.n_group, self.topk_group = config.n_group, config.topk_group
+        self.norm_topk_prob, self.scale = config.norm_topk_prob, config.routed_scaling_factor
+        self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
+        self.register_buffer("e_score_correction_bias", torch.zeros(config.n_routed_experts))
+
+    def forward(self, x_TD: Tensor, fixed_indices_TK: Tensor | None = None) -> Route:
+        """`fixed_indices_TK` (routing replay) overrides the top-k choice; weights still come from scores."""
+        with torch.autocast(x_TD.device.type, enabled=False):
+            scores_TE = torch.sigmoid(F.linear(x_TD.float(), self.weight.float()))
+        if fixed_indices_TK is None:
+            indices_TK = self.select(scores_TE.detach())
+        else:
+            indices_TK = fixed_indices_TK.to(device=scores_TE.device, dtype=torch.int64)
+        weights_TK = scores_TE.gather(1, indices_TK)
+        if self.norm_topk_prob:
+            weights_TK = weights_TK / (weights_TK.sum(-1, keepdim=True) + 1e-20)
+        return weights_TK * self.scale, indices_TK
+
+    def select(self, scores_TE: Tensor) -> Tensor:
+        biased_TE = scores_TE + self.e_score_correction_bias.float()
+        if self.n_group > 1:  # DeepSeek-V3 grouped top-k: keep the topk_group groups with the best top-2 sums
+            T, E = biased_TE.shape
+            grouped = biased_TE.view(T, self.n_group, E // self.n_group)
+            group_score_TG = grouped.topk(min(2, E // self.n_group), dim=-1).values.sum(-1)
+            keep_TG = group_score_TG.topk(self.topk_group, dim=-1).indices
+            drop_TG = torch.ones_like(group_score_TG, dtype=torch.bool).scatter_(1, keep_TG, False)
+            biased_TE = grouped.masked_fill(drop_TG[..., None], float("-inf")).view(T, E)
+        return biased_TE.topk(self.top_k, dim=-1).indices
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> Gate:
+        # `.to(bfloat16)` on the model must not round the correction bias (DeepSeek-V3 keeps it fp32 too).
+        super()._apply(fn, recurse)
+        self.e_score_correction_bias = self.e_score_correction_bias.float()
+        return self
+
+
+@dataclass
+class Dispatch:
+    """Token-slot permutation of one MoE call. The T*K (token, k) slots are sorted by expert, so each expert's
+    tokens form one contiguous block and all experts run as one grouped matmul. Shapes are static (no host
+    sync), which keeps the grouped path CUDA-graph and torch.compile friendly."""
+
+    token_S: Tensor  # (S,) token each sorted slot reads, S = T*K
+    order_S: Tensor  # (S,) slot t*K + k that sorted position s holds
+    unsort_S: Tensor  # (S,) sorted position of slot t*K + k (the inverse of order_S)
+    counts_E: Tensor  # (E,) int64 slots per expert
+
+    @classmethod
+    def plan(cls, indices_TK: Tensor, num_experts: int) -> Dispatch:
+        flat_S = indices_TK.reshape(-1)
+        order_S = torch.argsort(flat_S, stable=True)
+        slots_S = torch.arange(flat_S.numel(), device=flat_S.device)
+        unsort_S = torch.empty_like(order_S).scatter_(0, order_S, slots_S)
+        counts_E = torch.zeros(num_experts, dtype=torch.int64, device=flat_S.device)
+        counts_E.scatter_add_(0, flat_S, torch.ones_like(flat_S))  # bincount with a fixed length
+        return cls(order_S // indices_TK.shape[1], order_S, unsort_S, counts_E)
+
+    def dispatch(self, x_TD: Tensor) -> Tensor:
+        K = self.token_S.numel() // x_TD.shape[0]
+        return _GatherRows.apply(x_TD, self.token_S, self.unsort_S, K)
+
+    def combine(self, y_SD: Tensor, weights_TK: Tensor) -> Tensor:
+        """out[t] = sum_k w[t,k] * y[slot(t,k)]: a gather back to token order and a (1,K)@(K,D) per token. No
+        atomics, so the result is deterministic (routing replay must reproduce logits bit for bit)."""
+        T, K = weights_TK.shape
+        y_TKD = _GatherRows.apply(y_SD, self.unsort_S, self.order_S, 1).view(T, K, -1)
+        return torch.bmm(weights_TK.to(y_TKD.dtype).unsqueeze(1), y_TKD).squeeze(1)
+
+
+class _GatherRows(torch.autograd.Function):
+    """y = x[index] where every row of x is read exactly `fan_out` times, so the backward is a gather too:
+    grad_x[r] = sum of its fan_out consecutive rows of grad_y[back_index]. Autograd's own backward of x[index]
+    is an accumulating scatter (index_put): 80-110 ms against 20 ms for the MoE layer of `small` on CPU."""
+
+    @staticmethod
+    def forward(ctx: Any, x_RD: Tensor, index_N: Tensor, back_index_N: Tensor, fan_out: int) -> Tensor:
+        ctx.save_for_backward(back_index_N)
+        ctx.fan_out = fan_out
+        return x_RD[index_N]
+
+    @staticmethod
+    def backward(ctx: Any, grad_ND: Tensor) -> tuple[Tensor, None, None, None]:
+        (back_index_N,) = ctx.saved_tensors
+        grad = grad_ND[back_index_N]
+        if ctx.fan_out > 1:
+            grad = grad.view(-1, ctx.fan_out, grad.shape[-1]).sum(1)
+        return grad, None, None, None
+
+
+_grouped_mm = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+
+
+def grouped_mm_supported(x: Tensor, w: Tensor) -> bool:
+    """torch's grouped GEMM takes bf16 on CUDA (sm80+) and fp32/bf16 on CPU, with 16-byte aligned rows."""
+    if _grouped_mm is None or x.dtype != w.dtype:
+        return False
+    if x.device.type == "cuda":
+        ok = x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (8, 0)
+    else:
+        ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+    return ok and all(n * x.element_size() % 16 == 0 for n in w.shape[1:])
+
+
+def expert_matmul(x_SI: Tensor, w_EOI: Tensor, counts_E: Tensor, kernel: str = "auto") -> Tensor:
+    """y[s] = x[s] @ w[e(s)].T for slots sorted by expert: the one seam between dispatch and kernels.
+
+    kernel "grouped_mm": torch's grouped GEMM, one launch for all experts (needs `grouped_mm_supported`).
+    "loop": one matmul per *active* expert over its contiguous block (one host sync for the counts; never a
+    pass over all experts or per token). "auto": grouped GEMM where supported (no host sync, so it suits
+    torch.compile and CUDA graphs), else the loop. On CPU the two run at the same speed.
+    """
+    if kernel == "auto":
+        kernel = "grouped_mm" if grouped_mm_supported(x_SI, w_EOI) else "loop"
+    if kernel == "grouped_mm":
+        if not grouped_mm_supported(x_SI, w_EOI):
+            raise ValueError(
+                f"grouped_mm does not take {x_SI.dtype} on {x_SI.device.type}; use kernel='loop'"
+            )
+        offsets_E = counts_E.cumsum(0).to(torch.int32)
+        return _grouped_mm(x_SI, w_EOI.transpose(-2, -1), offs=offsets_E)
+    if kernel != "loop":
+        raise ValueError(f"unknown expert kernel {kernel!r}; use 'auto', 'grouped_mm' or 'loop'")
+    return _ActiveExpertMatmul.apply(x_SI, w_EOI, counts_E.tolist())
+
+
+def _expert_blocks(counts: list[int]) -> list[tuple[int, int, int]]:
+    """(expert, first slot, end slot) of every expert that received slots."""
+    blocks, start = [], 0
+    for e, n in enumerate(counts):
+        if n:
+            blocks.append((e, start, start + n))
+        start += n
+    return blocks
+
+
+class _ActiveExpertMatmul(torch.autograd.Function):
+    """The loop fallback of `expert_matmul`, with its own backward.
+
+    Plain autograd through `w_EOI[e]` would give every active expert a zero-filled gradient the size of the
+    whole bank and then sum them: E bank-sized fills per call, slower than the HF loop it replaces. Here each
+    expert's weight gradient is written into its row of one (E, O, I) buffer.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x_SI: Tensor, w_EOI: Tensor, counts: list[int]) -> Tensor:
+        ctx.blocks = _expert_blocks(counts)
+        ctx.save_for_backward(x_SI, w_EOI)
+        y_SO = x_SI.new_empty(x_SI.shape[0], w_EOI.shape[1])
+        with torch.autocast(x_SI.device.type, enabled=False):  # callers cast; mm(out=) takes no autocast
+            for e, a, b in ctx.blocks:
+                torch.mm(x_SI[a:b], w_EOI[e].T, out=y_SO[a:b])
+        return y_SO
+
+    @staticmethod
+    def backward(ctx: Any, grad_SO: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        x_SI, w_EOI = ctx.saved_tensors
+        grad_SO = grad_SO.contiguous().to(x_SI.dtype)
+        grad_x = torch.empty_like(x_SI) if ctx.needs_input_grad[0] else None
+        grad_w = torch.empty_like(w_EOI) if ctx.needs_input_grad[1] else None
+        if grad_w is not None:  # experts that got no slots get a zero gradient; the others are overwritten
+            for e in sorted(set(range(w_EOI.shape[0])) - {e for e, _, _ in ctx.blocks}):
+                grad_w[e].zero_()
+        with torch.autocast(x_SI.device.type, enabled=False):
+            for e, a, b in ctx.blocks:
+                if grad_x is not None:
+                    torch.mm(grad_SO[a:b], w_EOI[e], out=grad_x[a:b])
+                if grad_w is not None:
+                    torch.mm(grad_SO[a:b].T, x_SI[a:b], out=grad_w[e])
+        return grad_x, grad_w, None
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+class RoutedExperts(nn.Module):
+    """A bank of E SwiGLU experts, stacked so that all of them run behind one matmul seam.
+
+    `w_gate_up_E2FD` (E, 2F, D) holds gate_proj rows [0, F) and up_proj rows [F, 2F): one grouped matmul
+    instead of two. `w_down_EDF` is (E, D, F). The official checkpoint stores
+    `experts.{j}.{gate,up,down}_proj.weight` per expert; checkpoint.py converts. A group of layers holds this
+    one module object, so the bank's gradient is the sum over the group's layers and `parameters()` (which
+    de-duplicates) hands it to an optimizer once.
+    """
+
+    def __init__(self, num_experts: int, dim: int, hidden: int):
+        super().__init__()
+        self.num_experts, self.hidden = num_experts, hidden
+        self.w_gate_up_E2FD = nn.Parameter(torch.empty(num_experts, 2 * hidden, dim))
+        self.w_down_EDF = nn.Parameter(torch.empty(num_experts, dim, hidden))
+        self.kernel = "auto"  # expert_matmul's kernel: "auto", "grouped_mm" or "loop"
+
+    def forward(self, x_TD: Tensor, weights_TK: Tensor, indices_TK: Tensor) -> Tensor:
+        plan = Dispatch.plan(indices_TK, self.num_experts)
+        x_SD = plan.dispatch(x_TD.to(_compute_dtype(x_TD)))
+        return plan.combine(self.run_sorted(x_SD, plan.counts_E), weights_TK)
+
+    def run_sorted(self, x_SD: Tensor, counts_E: Tensor) -> Tensor:
+        w_gate_up, w_down = self.w_gate_up_E2FD.to(x_SD.dtype), self.w_down_EDF.to(x_SD.dtype)
+        gate_SF, up_SF = expert_matmul(x_SD, w_gate_up, counts_E, self.kernel).chunk(2, dim=-1)
+        return expert_matmul(F.silu(gate_SF) * up_SF, w_down, counts_E, self.kernel)
+
+    def forward_loop(self, x_TD: Tensor, weights_TK: Tensor, indices_TK: Tensor) -> Tensor:
+        """Plain reference of `forward`: one expert at a time over the tokens that picked it."""
+        out_TD = torch.zeros_like(x_TD)
+        for e in range(self.num_experts):
+            t, k = torch.where(indices_TK == e)
+            if t.numel():
+                gate, up = (x_TD[t] @ self.w_gate_up_E2FD[e].T).chunk(2, dim=-1)
+                y = (F.silu(gate) * up) @ self.w_down_EDF[e].T
+                out_TD = out_TD.index_add(0, t, weights_TK[t, k, None].to(y.dtype) * y)
+        return out_TD
+
+
+class MoE(nn.Module):
+    """Routed experts (the group's bank) plus the always-on shared experts. The route comes from outside
+    because with pre-gating it was computed one layer earlier."""
+
+    def __init__(self, config: Megrez2Config, experts: RoutedExperts, owns_experts: bool = True):
+        super().__init__()
+        self.gate = Gate(config)
+        self.experts = experts  # the same object in every layer of the group
+        width = config.n_shared_experts * config.moe_intermediate_size
+        self.shared_experts = MLP(config.hidden_size, width) if width else None
+        if not owns_experts:
+            # The bank belongs to the group leader's layer: state_dict() lists it there only (as the official
+            # checkpoint does, and so weight syncs do not copy it three times); loading takes it from there.
+            self.register_state_dict_post_hook(_drop_borrowed_bank)
+            self.register_load_state_dict_pre_hook(_lend_borrowed_bank)
+
+    def forward(self, x_BTD: Tensor, route: Route) -> Tensor:
+        weights_TK, indices_TK = route
+        x_TD = x_BTD.reshape(-1, x_BTD.shape[-1])
+        y_TD = self.experts(x_TD, weights_TK, indices_TK)
+        if self.shared_experts is not None:
+            y_TD = y_TD + self.shared_experts(x_TD)  # no gate on the shared experts' output
+        return y_TD.view(x_BTD.shape)
+
+
+def _drop_borrowed_bank(module: MoE, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    for name in [n for n in state_dict if n.startswith(prefix + "experts.")]:
+        del state_dict[name]
+
+
+def _lend_borrowed_bank(module: MoE, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    # The leader's layer comes first and has loaded the bank already: "load" it onto itself.
+    for name, tensor in module.experts.state_dict(keep_vars=True).items():
+        state_dict.setdefault(prefix + "experts." + name, tensor.detach())
+
+
+# ---- model
+
+
+class Block(nn.Module):
+    """One decoder layer. Split in two halves because pre-gating reads the FFN input between them."""
+
+    def __init__(self, config: Megrez2Config, layer_id: int, experts: RoutedExperts | None):
+        super().__init__()
+        self.layer_id = layer_id
+        self.is_moe = experts is not None
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        if experts is None:
+            self.mlp: MLP | MoE = MLP(config.hidden_size, config.intermediate_size)
+        else:
+            self.mlp = MoE(config, experts, owns_experts=config.group_leader(layer_id) == layer_id)
+
+    def attend(self, h_BTD: Tensor, ctx: _Context) -> tuple[Tensor, Tensor]:
+        """Returns the residual stream after attention and the FFN input (post-attention RMSNorm of it)."""
+        a_BTD = h_BTD + self.self_attn(self.input_layernorm(h_BTD), ctx, self.layer_id)
+        return a_BTD, self.post_attention_layernorm(a_BTD)
+
+    def feed_forward(self, x_BTD: Tensor, route: Route | None) -> Tensor:
+        return self.mlp(x_BTD, route) if self.is_moe else self.mlp(x_BTD)
+
+
+class Megrez2Model(nn.Module):
+    """The trunk (official names `model.*`): embeddings, decoder layers, final norm."""
+
+    def __init__(self, config: Megrez2Config):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        banks: dict[int, RoutedExperts] = {}
+        layers = []
+        for i in range(config.num_hidden_layers):
+            bank = None
+            if config.is_moe_layer(i):
+                leader = config.group_leader(i)
+                if leader not in banks:
+                    banks[leader] = RoutedExperts(
+                        config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+                    )
+                bank = banks[leader]
+            layers.append(Block(config, i, bank))
+        self.layers = nn.ModuleList(layers)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, input_ids_BT: Tensor, ctx: _Context) -> tuple[Tensor, list[Tensor]]:
+        """Final hidden states (B, T, D) and the expert indices (B*T, K) each MoE layer used."""
+        h_BTD = self.embed_tokens(input_ids_BT)
+        route, used = None, []
+        recompute = self.config.activation_checkpointing and self.training and torch.is_grad_enabled()
+        for i, layer in enumerate(self.layers):
+            if recompute:
+                h_BTD, route, route_next = checkpoint(
+                    self._layer_step, i, h_BTD, route, ctx, use_reentrant=False
+                )
+            else:
+                h_BTD, route, route_next = self._layer_step(i, h_BTD, route, ctx)
+            if layer.is_moe:
+                used.append(route[1])
+            route = route_next
+        return self.norm(h_BTD), used
+
+    def _layer_step(
+        self, i: int, h_BTD: Tensor, route: Route | None, ctx: _Context
+    ) -> tuple[Tensor, Route | None, Route | None]:
+        """Layer i: returns (new residual stream, the route layer i used, layer i+1's route if pre-gated)."""
+        layer = self.layers[i]
+        a_BTD, x_BTD = layer.attend(h_BTD, ctx)
+        x_TD = x_BTD.reshape(-1, x_BTD.shape[-1])
+        route_next = None
+        if self.config.pre_gate and i + 1 < len(self.layers) and self.layers[i + 1].is_moe:
+            # Pre-gating: layer i+1's router (its own weights) reads layer i's FFN input, so its experts are
+            # known before layer i's FFN runs. An engine prefetches them from a forward hook on that Gate.
+            route_next = self.layers[i + 1].mlp.gate(x_TD, ctx.replay(i + 1))
+        if layer.is_moe and route is None:  # pre_gate=False, or the first MoE layer with nothing before it
+            route = layer.mlp.gate(x_TD, ctx.replay(i))
+        return a_BTD + layer.feed_forward(x_BTD, route), route, route_next
+
+
+@dataclass
+class CausalLMOutput:
+    """What one forward returns. L counts MoE layers only (layer first_k_dense_replace is index 0)."""
+
+    logits: Tensor  # (B, T, V)
+    # (L, B, T, K) int64: the experts each MoE layer used per token, chosen or replayed
+    expert_indices: Tensor | None
+    # (L, E) int64: tokens per expert per MoE layer, padding excluded (the load-balance metric)
+    expert_counts: Tensor | None
+    cache: KVCache | None  # the cache passed in, extended by this call
+
+
+class Megrez2ForCausalLM(nn.Module):
+    """Megrez2 with its LM head. Official parameter names; see checkpoint.py for the on-disk layout."""
+
+    def __init__(self, config: Megrez2Config):
+        super().__init__()
+        self.config = config
+        self.model = Megrez2Model(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, std: float = 0.02) -> None:
+        """Random init: normal(0, std) matrices, unit norms, zero correction bias. Free on the meta device."""
+        for module in self.modules():
+            for p in module.parameters(recurse=False):
+                if isinstance(module, RMSNorm):
+                    p.fill_(1.0)
+                else:
+                    p.normal_(0.0, std)
+            if isinstance(module, Gate):
+                module.e_score_correction_bias.zero_()
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        replay_indices: Tensor | None = None,
+    ) -> CausalLMOutput:
+        """input_ids (B, T). attention_mask (B, T): 1 = real token, 0 = padding, for these T tokens only
+        (a cache remembers earlier ones); left or right padding both work. cache: extended in place
+        (inference). replay_indices (L, B, T, K): experts each MoE layer must use (routing replay from
+        rollouts); the mixing weights still come from the current routers."""
+        B, T = input_ids.shape
+        ctx, valid_BT = self._context(input_ids, attention_mask, cache, replay_indices)
+        h_BTD, used = self.model(input_ids, ctx)
+        logits = self.lm_head(h_BTD)
+        if cache is not None:
+            cache.next_pos += T if valid_BT is None else valid_BT.sum(1)
+            cache.length += T
+        indices = torch.stack(used).view(len(used), B, T, -1) if used else None
+        counts = None if indices is None else expert_counts(indices, valid_BT, self.config.n_routed_experts)
+        return CausalLMOutput(logits=logits, expert_indices=indices, expert_counts=counts, cache=cache)
+
+    def _context(
+        self, input_ids: Tensor, attention_mask: Tensor | None, cache: KVCache | None, replay: Tensor | None
+    ) -> tuple[_Context, Tensor | None]:
+        B, T = input_ids.shape
+        valid_BT = (
+            None if attention_mask is None else attention_mask.to(device=input_ids.device, dtype=torch.bool)
+        )
+        padded = valid_BT is not None and not bool(valid_BT.all())
+        start_B1 = torch.zeros(B, 1, dtype=torch.int64, device=input_ids.device)
+        q_start, key_valid = 0, valid_BT if padded else None
+        if cache is not None:
+            if cache.length + T > cache.max_len:
+                raise ValueError(f"KV cache full: {cache.length} + {T} tokens > max_len {cache.max_len}")
+            q_start, start_B1 = cache.length, cache.next_pos[:, None]
+            cache.key_valid[:, q_start : q_start + T] = True if valid_BT is None else valid_BT
+            cache.has_padding = cache.has_padding or padded
+            key_valid = cache.key_valid[:, : q_start + T] if cache.has_padding else None
+        # RoPE positions count real tokens only: a left-padded row starts at 0 (padding gets a dummy
+        # position).
+        if valid_BT is None:
+            pos_BT = start_B1 + torch.arange(T, device=input_ids.device)
+        else:
+            pos_BT = (start_B1 + valid_BT.long().cumsum(1) - 1).clamp_min(0)
+        cos, sin = rope_cos_sin(pos_BT, self.config.head_dim, self.config.rope_theta)
+        mask, is_causal = build_attention_mask(key_valid, q_start, T, input_ids.device)
+        replay_LTK = None if replay is None else replay.reshape(replay.shape[0], B * T, -1)
+        first_moe = self.config.first_k_dense_replace
+        return _Context(cos, sin, mask, is_causal, cache, replay_LTK, first_moe), valid_BT
+
+    def register_route_hook(self, fn: Callable[[int, Tensor, Tensor], None]) -> RouteHooks:
+        """Call fn(layer_id, weights_TK, indices_TK) as soon as a MoE layer's experts are chosen: with
+        pre-gating that is right after the previous layer's FFN input exists, one FFN ahead of use, which is
+        when an engine prefetches the experts. Under activation checkpointing it fires again in backward."""
+        handles = []
+        for i in self.config.moe_layer_ids:
+            gate = self.model.layers[i].mlp.gate
+            handles.append(gate.register_forward_hook(lambda _m, _args, out, i=i: fn(i, *out)))
+        return RouteHooks(handles)
+
+    # -- bookkeeping
+    @torch.no_grad()
+    def update_router_bias(self, expert_counts_LE: Tensor) -> None:
+        """Aux-loss-free load balancing (Wang et al. 2024; DeepSeek-V3 section 2.1.2): after an optimizer
+        step, move each correction bias toward equal load, b_e += rate * sign(mean load - load_e). It changes
+        selection only. A no-op while config.router_bias_update_rate is 0, the RL setting: the learner must
+        keep the routing the rollouts saw."""
+        rate = self.config.router_bias_update_rate
+        if rate == 0:
+            return
+        for layer_id, counts_E in zip(self.config.moe_layer_ids, expert_counts_LE, strict=True):
+            load_E = counts_E.float()
+            gate = self.model.layers[layer_id].mlp.gate
+            gate.e_score_correction_bias += rate * torch.sign(load_E.mean() - load_E)
+
+    def num_parameters(self, activated: bool = False, embeddings: bool = True) -> int:
+        """Stored parameters (each bank once, router biases included), or with `activated` those one token
+        uses: everything but the routed experts, plus k experts' worth in each MoE layer. `embeddings=False`
+        leaves out embed_tokens and lm_head (the model card's "3B activated" is counted that way)."""
+        config, total = self.config, 0
+        skip = set() if embeddings else {id(self.model.embed_tokens.weight), id(self.lm_head.weight)}
+        for module in self.modules():
+            tensors = list(module.parameters(recurse=False))
+            if isinstance(module, Gate):
+                tensors.append(module.e_score_correction_bias)
+            if isinstance(module, RoutedExperts) and activated:
+                continue
+            total += sum(t.numel() for t in tensors if id(t) not in skip)
+            skip.update(id(t) for t in tensors)  # a bank is reachable from 3 layers: count it once
+        if activated:
+            per_expert = 3 * config.hidden_size * config.moe_intermediate_size
+            total += len(config.moe_layer_ids) * config.num_experts_per_tok * per_expert
+        return total
+
+    # -- checkpoints in the official layout (see checkpoint.py)
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        **config_overrides: Any,
+    ) -> Megrez2ForCausalLM:
+        from rlvr.model.checkpoint import load_pretrained
+
+        return load_pretrained(path, device=device, dtype=dtype, **config_overrides)
+
+    def save_pretrained(self, path: str | Path, max_shard_bytes: int = 4 << 30) -> None:
+        from rlvr.model.checkpoint import save_pretrained
+
+        save_pretrained(self, path, max_shard_bytes=max_shard_bytes)
+
+
+@dataclass
+class RouteHooks:
+    """Handles returned by `register_route_hook`; `remove()` detaches them all."""
+
+    handles: list[Any]
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def expert_counts(indices_LBTK: Tensor, valid_BT: Tensor | None, num_experts: int) -> Tensor:
+    """(L, E) tokens routed to each expert in each MoE layer, padding excluded."""
+    L, B, T, K = indices_LBTK.shape
+    flat_LS = indices_LBTK.reshape(L, -1)
+    ones_S = torch.ones(B * T * K, dtype=torch.int64, device=flat_LS.device)
+    if valid_BT is not None:
+        ones_S = valid_BT.reshape(B * T, 1).expand(B * T, K).reshape(-1).long()
+    counts = torch.zeros(L, num_experts, dtype=torch.int64, device=flat_LS.device)
+    return counts.scatter_add_(1, flat_LS, ones_S.expand(L, -1))
+
+
+def max_violation(expert_counts_LE: Tensor) -> Tensor:
+    """Per-layer load imbalance (max load - mean load) / mean load; 0 is perfectly balanced (the "MaxVio"
+    metric of the aux-loss-free balancing paper)."""
+    load = expert_counts_LE.float()
+    mean = load.mean(-1)
+    return (load.max(-1).values - mean) / mean.clamp_min(1e-9)
+
+
+def token_logprobs(logits_BTV: Tensor, targets_BT: Tensor) -> Tensor:
+    """log p(target) per position in fp32: the target's logit minus logsumexp (no (B, T, V) log-softmax)."""
+    logits = logits_BTV.float()
+    return logits.gather(-1, targets_BT.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+# ---- presets
+
+PRESETS: dict[str, Callable[[], Megrez2Config]] = {
+    # The released model (7.50B stored, 3.0B activated without embeddings).
+    "megrez2-3x7b-a3b": Megrez2Config,
+    # Benchmarks: 191M stored, 61M activated without embeddings; 64 experts, top-6, groups of 3 as the real
+    # one.
+    "small": lambda: Megrez2Config(
+        vocab_size=32000,
+        hidden_size=768,
+        num_hidden_layers=7,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+        head_dim=64,
+        intermediate_size=3072,
+        moe_intermediate_size=384,
+        n_shared_experts=2,
+        rope_theta=10000.0,
+        max_position_embeddings=4096,
+    ),
+    # CPU tests: 1 dense layer + 2 groups of 3 MoE layers, 8 experts top-2, 1 shared expert.
+    "tiny": lambda: Megrez2Config(
+        vocab_size=256,
+        hidden_size=64,
+        num_hidden_layers=7,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=128,
+        moe_intermediate_size=32,
+        n_routed_experts=8,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        rope_theta=10000.0,
+        max_position_embeddings=512,
+    ),
+}
+
+
+PRESET_NAMES = tuple(PRESETS)
+
+
+def preset_config(name: str, **overrides: Any) -> Megrez2Config:
+    """The config of a built-in preset (`model.preset` in a recipe), with field overrides."""
+    return Megrez2Config.preset(name, **overrides)
+
+
+def parameter_counts(config: Megrez2Config) -> dict[str, int]:
+    """Stored and per-token activated parameter counts of a config, built on the meta device (no memory).
+
+    "stored" counts each shared expert bank once; "activated" counts k routed experts per MoE layer plus
+    everything else; "activated_no_embeddings" leaves out embed_tokens and lm_head, as the model card's
+    "A3B" does."""
+    with torch.device("meta"):
+        model = Megrez2ForCausalLM(config)
+    return {
+        "stored": model.num_parameters(),
+        "activated": model.num_parameters(activated=True),
+        "activated_no_embeddings": model.num_parameters(activated=True, embeddings=False),
+    }
+
+
+if __name__ == "__main__":  # smoke run: python -m rlvr.model.megrez2
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        real = Megrez2ForCausalLM(Megrez2Config.preset("megrez2-3x7b-a3b"))
+    print(
+        f"megrez2-3x7b-a3b: {real.num_parameters() / 1e9:.3f}B stored, "
+        f"{real.num_parameters(activated=True, embeddings=False) / 1e9:.3f}B activated (no embeddings)"
+    )
+    model = Megrez2ForCausalLM(Megrez2Config.preset("tiny"))
+    ids = torch.randint(0, model.config.vocab_size, (2, 16))
+    out = model(ids)
+    token_logprobs(out.logits[:, :-1], ids[:, 1:]).mean().backward()
+    print(f"tiny: logits {tuple(out.logits.shape)}, experts {tuple(out.expert_indices.shape)}")
+    print(f"tiny: expert load max-violation per MoE layer {max_violation(out.expert_counts).tolist()}")
+    with torch.no_grad():
+        cache = KVCache.allocate(model.config, batch_size=2, max_len=24)
+        step = model(ids, cache=cache)
+        for _ in range(4):
+            step = model(step.logits[:, -1:].argmax(-1), cache=cache)
+    print(f"tiny: decoded to {cache.length} slots; smoke run ok")
