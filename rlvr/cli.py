@@ -26,12 +26,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(config: RecipeConfig) -> int:
-    print(
-        "rlvr train: this build validates recipes (--dry-run) but does not contain the RL loop yet; "
-        "it lands with the learner and rollout workers.",
-        file=sys.stderr,
-    )
-    return 3
+    from rlvr.trainer import train
+
+    metrics = train(config)
+    print(f"done: {config.run.dir} (metrics.jsonl, checkpoints/); last step: {json.dumps(metrics)}")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -50,8 +49,39 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from rlvr.submit import SubmitError, submit
+
+    try:
+        return submit(args.recipe, args.overrides, address=args.address, wait=not args.no_wait)
+    except SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rlvr.plot import plot_run
+
+    try:
+        written, run, skipped = plot_run(args.run_dir, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    for note in skipped:
+        print(f"skipped {note}")
+    if run.malformed:
+        print(f"warning: {len(run.malformed)} malformed line(s) not plotted:", file=sys.stderr)
+        for problem in run.malformed:
+            print(f"  {problem}", file=sys.stderr)
+    return 0 if written else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlvr", description="RL with verifiable rewards for MoE models, on Ray.")
+    parser = argparse.ArgumentParser(
+        prog="rlvr", description="RL with verifiable rewards for MoE models, on Ray."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="run (or, with --dry-run, validate) a training recipe")
@@ -68,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--timeout", type=float, help="run in a VerifierPool worker with this soft limit (s)")
     verify.add_argument("--json", action="store_true", help="print the Result as JSON")
     verify.set_defaults(func=cmd_verify)
+
+    submit = commands.add_parser("submit", help="run a recipe as a Ray job on a cluster (streams its logs)")
+    submit.add_argument("recipe", help="YAML recipe inside the working directory, e.g. recipes/rlvr.yaml")
+    submit.add_argument("overrides", nargs="*", help="dotted overrides, passed on to `rlvr train`")
+    submit.add_argument(
+        "--address", help="Ray Jobs API (dashboard) address; default $RAY_ADDRESS or http://127.0.0.1:8265"
+    )
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return after submitting")
+    submit.set_defaults(func=cmd_submit)
+
+    plot = commands.add_parser("plot", help="write PNG curves of a run's metrics into RUN_DIR/plots")
+    plot.add_argument("run_dir", help="run directory holding metrics.jsonl (and eval*.json)")
+    plot.add_argument("--out", help="output folder; default RUN_DIR/plots")
+    plot.set_defaults(func=cmd_plot)
     return parser
 
 

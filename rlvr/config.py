@@ -128,6 +128,9 @@ class TrainerConfig(Section):
 
 class ResourcesConfig(Section):
     learner_workers: int = Field(1, ge=1, description="data-parallel learner ranks")
+    fsdp: bool = Field(
+        False, description="shard weights, grads and AdamW state over the learner ranks (FSDP2 fully_shard)"
+    )
     gpus_per_learner: float = Field(0, ge=0, description="GPUs per learner rank; 0 runs on CPU")
     gpus_per_rollout_worker: float = Field(0, ge=0, description="GPUs per rollout worker; 0 runs on CPU")
     cpus_per_verifier_worker: float = Field(1, gt=0, description="CPUs reserved per VerifierWorker actor")

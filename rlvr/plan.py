@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rlvr.config import RecipeConfig
 
@@ -10,6 +11,7 @@ from rlvr.config import RecipeConfig
 @dataclass
 class PlanReport:
     lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -18,6 +20,7 @@ class PlanReport:
 
     def text(self) -> str:
         out = list(self.lines)
+        out += [f"warning: {w}" for w in self.warnings]
         out += [f"error: {e}" for e in self.errors]
         return "\n".join(out)
 
@@ -30,7 +33,11 @@ def check_data(config: RecipeConfig, report: PlanReport) -> None:
             where = f"data.{key}[{i}]"
             try:
                 prompts = read_prompt_file(path)
-            except (FileNotFoundError, ValueError) as exc:
+            except FileNotFoundError as exc:
+                # the cluster may hold data the submitting machine doesn't; a run fails on it, a plan warns
+                report.warnings.append(f"{where}: {exc} on this machine; training needs it")
+                continue
+            except ValueError as exc:
                 report.errors.append(f"{where}: {exc}")
                 continue
             report.lines.append(f"{where}: {path}: {len(prompts.rows)} rows, {prompts.malformed} malformed")
@@ -51,13 +58,62 @@ def check_verifier(config: RecipeConfig, report: PlanReport) -> None:
     report.lines.append(f"verifier: {v.name} ({v.workers} processes, soft limit {v.soft_timeout_s}s)")
 
 
+def describe_model(config: RecipeConfig, report: PlanReport) -> None:
+    """Builds the model on the meta device (no memory) and reports its size and the learner's memory floor."""
+    import torch
+
+    from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+
+    m = config.model
+    if m.path is not None:
+        config_file = Path(m.path) / "config.json"
+        if not config_file.exists():
+            report.warnings.append(f"model.path: {config_file} not found on this machine; sizes from preset")
+            if m.preset is None:
+                return
+            model_config = Megrez2Config.preset(m.preset)
+        else:
+            model_config = Megrez2Config.from_json(config_file)
+    else:
+        model_config = Megrez2Config.preset(m.preset or "tiny")
+    with torch.device("meta"):
+        model = Megrez2ForCausalLM(model_config)
+    total, active = model.num_parameters(), model.num_parameters(activated=True, embeddings=False)
+    # fp32 master weights + grads + AdamW moments = 16 bytes per parameter, before sharding
+    report.lines.append(
+        f"model: {model_config.num_hidden_layers} layers, hidden {model_config.hidden_size}, "
+        f"{model_config.n_routed_experts} experts top-{model_config.num_experts_per_tok}; {_count(total)} "
+        f"parameters, {_count(active)} activated per token (no embeddings); learner state "
+        f"(fp32 weights, grads, AdamW) {total * 16 / 2**30:.1f} GiB"
+    )
+    res = config.resources
+    per_rank = total * 16 / 2**30 / (res.learner_workers if res.fsdp else 1)
+    report.lines.append(
+        f"learner state per rank: {per_rank:.1f} GiB ({'FSDP2-sharded' if res.fsdp else 'replicated'})"
+    )
+    if res.gpus_per_learner > 0 and per_rank > 70:
+        report.warnings.append(
+            f"each learner rank holds {per_rank:.0f} GiB of learner state before activations: set "
+            "resources.fsdp: true and/or more learner_workers, or use GPUs with more memory"
+        )
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
 def actor_plan(config: RecipeConfig) -> list[str]:
     r, res = config.rollout, config.resources
+    gpus = res.learner_workers * res.gpus_per_learner + r.workers * res.gpus_per_rollout_worker
     return [
         f"rollout workers: {r.workers} x {r.engine} engine, {res.gpus_per_rollout_worker} GPU each",
         f"verifier workers: 1 x VerifierPool({config.verifier.workers} processes)",
         f"learners: {res.learner_workers} rank(s), {res.gpus_per_learner} GPU each",
         f"per step: {r.prompts_per_step} prompts x {r.n} samples = {r.prompts_per_step * r.n} rollouts",
+        f"GPUs: {gpus:g} in all",
     ]
 
 
@@ -65,5 +121,6 @@ def check_recipe(config: RecipeConfig) -> PlanReport:
     report = PlanReport()
     check_data(config, report)
     check_verifier(config, report)
+    describe_model(config, report)
     report.lines += actor_plan(config)
     return report

@@ -55,7 +55,7 @@ def test_train_bad_override_names_the_field() -> None:
     assert "unknown key 'rollout.temperatur'; did you mean 'rollout.temperature'?" in out.stderr
 
 
-def test_train_reports_malformed_rows_and_missing_files(tmp_path: Path) -> None:
+def test_dry_run_reports_malformed_rows_and_warns_of_missing_files(tmp_path: Path) -> None:
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(
         '{"id": "a", "prompt": "1+1?", "answer": "2"}\nnot json\n{"id": "b", "prompt": "2+2?"}\n'
@@ -65,4 +65,15 @@ def test_train_reports_malformed_rows_and_missing_files(tmp_path: Path) -> None:
     assert "1 rows, 2 malformed" in out.stdout
     assert "row 2: not JSON" in out.stdout and "row 3: missing 'answer'" in out.stdout
     out = rlvr("train", "recipes/tiny.yaml", f"data.train_files=[{tmp_path / 'none.jsonl'}]", "--dry-run")
-    assert out.returncode == 2 and "data.train_files[0]" in out.stdout and "does not exist" in out.stdout
+    assert (
+        out.returncode == 0
+        and "warning: data.train_files[0]" in out.stdout
+        and "does not exist" in out.stdout
+    )
+
+
+def test_full_scale_recipe_dry_run_builds_the_model_on_meta() -> None:
+    out = rlvr("train", "recipes/rlvr.yaml", "--dry-run")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "31 layers, hidden 2048, 64 experts top-6; 7.50B parameters, 2.99B activated" in out.stdout
+    assert "GPUs: 8 in all" in out.stdout

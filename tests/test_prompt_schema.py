@@ -28,8 +28,13 @@ def test_reads_jsonl_with_reasons(tmp_path: Path) -> None:
     assert prompts.rows[0].verifier == "numeric" and prompts.rows[0].meta == {"k": 1}
     assert prompts.malformed == 5
     joined = "\n".join(prompts.problems)
-    for reason in ("row 2: missing 'answer'", "row 3: unknown field(s) 'extra'", "row 4: 'meta' must be",
-                   "row 5: row is a list", "row 7: not JSON"):
+    for reason in (
+        "row 2: missing 'answer'",
+        "row 3: unknown field(s) 'extra'",
+        "row 4: 'meta' must be",
+        "row 5: row is a list",
+        "row 7: not JSON",
+    ):
         assert reason in joined
 
 

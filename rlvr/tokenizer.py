@@ -1,0 +1,79 @@
+"""Tokenizers: a built-in character tokenizer for the CPU presets, or a Hugging Face tokenizer from a folder.
+
+The character tokenizer needs no download: printable ASCII plus pad/bos/eos/unk, 99 ids, which fits the
+`tiny` preset's 256-entry vocabulary. Real checkpoints bring their own tokenizer files.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any, Protocol
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+class Tokenizer(Protocol):
+    pad_token_id: int
+    eos_token_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class CharTokenizer:
+    """One id per printable ASCII character; anything else maps to <unk>. Prompts start with <bos>."""
+
+    def __init__(self, alphabet: str = string.printable[:95] + "\n") -> None:
+        self.alphabet = alphabet
+        self.vocab = list(SPECIALS) + list(dict.fromkeys(alphabet))
+        self.index = {token: i for i, token in enumerate(self.vocab)}
+        self.pad_token_id, self.bos_token_id, self.eos_token_id, self.unk_token_id = range(len(SPECIALS))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.bos_token_id] + [self.index.get(ch, self.unk_token_id) for ch in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.vocab[i] for i in ids if i >= len(SPECIALS) and i < len(self.vocab))
+
+    def save(self, folder: str | Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "rlvr_tokenizer.json").write_text(
+            json.dumps({"type": "char", "alphabet": self.alphabet})
+        )
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer loaded from a local folder (never from the hub)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.inner: Any = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self.eos_token_id = int(self.inner.eos_token_id)
+        self.pad_token_id = int(
+            self.inner.pad_token_id if self.inner.pad_token_id is not None else self.eos_token_id
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.inner.encode(text))
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.inner.decode(ids, skip_special_tokens=True))
+
+
+def load_tokenizer(folder: str | Path | None) -> CharTokenizer | HFTokenizer:
+    """The tokenizer saved in `folder` (rlvr's own or Hugging Face's); None: the character tokenizer."""
+    if folder is None:
+        return CharTokenizer()
+    own = Path(folder) / "rlvr_tokenizer.json"
+    if own.exists():
+        spec = json.loads(own.read_text())
+        return CharTokenizer(spec["alphabet"])
+    return HFTokenizer(folder)

@@ -1,0 +1,64 @@
+"""`RolloutWorker`: a Ray actor that owns one rollout engine and serves `generate` / `update_weights`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+import torch
+
+from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rollout.torch_engine import TorchEngine
+from rollout.types import Rollout
+
+
+def build_engine(
+    engine: str,
+    model_config: Megrez2Config,
+    state: dict[str, torch.Tensor],
+    eos_token_id: int,
+    pad_token_id: int,
+) -> TorchEngine:
+    """The engine named by `rollout.engine`, holding the given weights."""
+    if engine != "torch":
+        raise ValueError(f"rollout.engine {engine!r} is not available in this build; use 'torch'")
+    with torch.device("meta"):
+        model = Megrez2ForCausalLM(model_config)
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(state)
+    return TorchEngine(model, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+
+
+@ray.remote
+class RolloutWorker:
+    """Samples n completions per prompt at the recipe's temperature and keeps behaviour logprobs."""
+
+    def __init__(
+        self,
+        engine: str,
+        model_config: Megrez2Config,
+        state: dict[str, torch.Tensor],
+        eos_token_id: int,
+        pad_token_id: int = 0,
+        num_threads: int | None = None,
+    ) -> None:
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.engine = build_engine(engine, model_config, state, eos_token_id, pad_token_id)
+
+    def generate(
+        self,
+        prompts: list[list[int]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        seed: int | None = None,
+    ) -> list[Rollout]:
+        return self.engine.generate(prompts, n, max_new_tokens, temperature, seed)
+
+    def update_weights(self, state: dict[str, torch.Tensor]) -> float:
+        return self.engine.update_weights(state)
+
+    def health(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), **self.engine.health()}
