@@ -14,7 +14,7 @@ import torch
 
 from rlvr.config import RecipeConfig
 from rlvr.learner import Learner, TrainBatch
-from rlvr.model.megrez2 import Megrez2Config
+from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rollout.types import Rollout
 from rollout.worker import RolloutWorker
 from verifiers.base import Result
@@ -43,6 +43,9 @@ class TrainingActors:
         ranks = res.learner_workers
         url = f"tcp://127.0.0.1:{_free_port()}"  # single-node rendezvous for the DP process group
         learner_cls = ray.remote(num_cpus=1, num_gpus=res.gpus_per_learner)(Learner)
+        initial = None
+        if recipe.model.path:  # every rank starts from the checkpoint (e.g. the SFT warm start)
+            initial = ray.put(Megrez2ForCausalLM.from_pretrained(recipe.model.path).state_dict())
         device = "cuda" if res.gpus_per_learner > 0 else "cpu"
         self.learners = [
             learner_cls.remote(
@@ -55,6 +58,7 @@ class TrainingActors:
                 seed=recipe.run.seed,
                 device=device,
                 fsdp=res.fsdp,
+                initial_state=initial,
             )
             for r in range(ranks)
         ]

@@ -1,4 +1,4 @@
-"""The `rlvr` command line: `rlvr train RECIPE [key=value ...] [--dry-run]`, `rlvr verify ...`."""
+"""The `rlvr` command line: train, sft, eval, verify, submit, plot (`rlvr COMMAND --help`)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,64 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    from rlvr.sft import run_sft
+
+    config = load_recipe(args.recipe, args.overrides)
+    if config.sft.steps == 0:
+        raise RecipeError("sft.steps is 0: set it in the recipe or as an override (sft.steps=300)")
+    out = run_sft(config)
+    print(f"done: {out} (model, tokenizer, metrics.jsonl); train from it with model.path={out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlvr.data import read_prompt_file
+    from rlvr.evaluate import evaluate, write_result
+    from rlvr.model.megrez2 import Megrez2ForCausalLM
+    from rlvr.tokenizer import load_tokenizer
+    from rollout.torch_engine import TorchEngine
+    from verifiers import VerifierPool
+
+    target = Path(args.target)
+    if target.is_dir():  # a checkpoint folder
+        checkpoint, verifier, max_new = target, args.verifier, args.max_new_tokens
+    else:  # a recipe: its model (after SFT, if the run has one) and its verifier
+        config = load_recipe(target, args.overrides)
+        from rlvr.sft import sft_dir
+
+        warm = sft_dir(config)
+        checkpoint = Path(config.model.path) if config.model.path else warm
+        verifier, max_new = (
+            args.verifier or config.verifier.name,
+            args.max_new_tokens or config.rollout.max_new_tokens,
+        )
+    if not (checkpoint / "config.json").exists():
+        raise RecipeError(f"no checkpoint at {checkpoint} (config.json missing): give a checkpoint folder")
+    prompts = read_prompt_file(args.data)
+    for problem in prompts.problems:
+        print(f"warning: {args.data}: malformed {problem}", file=sys.stderr)
+    tokenizer = load_tokenizer(checkpoint)
+    engine = TorchEngine(Megrez2ForCausalLM.from_pretrained(checkpoint), eos_token_id=tokenizer.eos_token_id)
+    with VerifierPool(verifier or "math", num_workers=1) as pool:
+        result = evaluate(
+            prompts.rows,
+            tokenizer,
+            engine.generate,
+            pool.verify_batch,
+            args.k,
+            max_new or 256,
+            seed=args.seed,
+        )
+    result.update(checkpoint=str(checkpoint), data=str(args.data), malformed=prompts.malformed)
+    print(json.dumps(result))
+    if args.out:
+        write_result(result, Path(args.out))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlvr.plot import plot_run
 
@@ -107,6 +165,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return after submitting")
     submit.set_defaults(func=cmd_submit)
+
+    sft = commands.add_parser(
+        "sft", help="supervised warm start on worked solutions (the recipe's sft section)"
+    )
+    sft.add_argument("recipe", help="YAML recipe with an sft section, e.g. recipes/tiny.yaml")
+    sft.add_argument("overrides", nargs="*", help="dotted overrides such as sft.steps=300")
+    sft.set_defaults(func=cmd_sft)
+
+    evaluate = commands.add_parser("eval", help="pass@1 and pass@k of a checkpoint (or a recipe's model)")
+    evaluate.add_argument("target", help="checkpoint folder, or a recipe (uses its SFT/model checkpoint)")
+    evaluate.add_argument("overrides", nargs="*", help="dotted overrides for a recipe target")
+    evaluate.add_argument("--data", required=True, help="prompt file (.jsonl/.json/.parquet) or task://...")
+    evaluate.add_argument("--k", type=int, default=4, help="samples per prompt at temperature 1.0")
+    evaluate.add_argument("--verifier", help="verifier spec; default the recipe's, else math")
+    evaluate.add_argument("--max-new-tokens", type=int, help="response cap; default the recipe's, else 256")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", help="append the result as a JSON line to this file")
+    evaluate.set_defaults(func=cmd_eval)
 
     plot = commands.add_parser("plot", help="write PNG curves of a run's metrics into RUN_DIR/plots")
     plot.add_argument("run_dir", help="run directory holding metrics.jsonl (and eval*.json)")

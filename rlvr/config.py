@@ -116,10 +116,24 @@ class OptimConfig(Section):
     grad_clip: float = Field(1.0, gt=0, description="max global grad norm")
 
 
+class SFTConfig(Section):
+    steps: int = Field(0, ge=0, description="supervised warm-start steps before RL (`rlvr sft`); 0 skips it")
+    data: str = Field(
+        "task://arithmetic?n=20000&seed=7", description="worked solutions: prompt file or task://"
+    )
+    batch_size: int = Field(64, ge=1, description="sequences per SFT step")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate (linear decay to 10%)")
+    warmup_steps: int = Field(20, ge=0, description="linear warm-up steps")
+    log_every: int = Field(50, ge=1, description="SFT log interval in steps")
+
+
 class TrainerConfig(Section):
     steps: int = Field(100, ge=1, description="RL steps")
     save_every: int = Field(50, ge=1, description="checkpoint every k steps")
-    eval_every: int = Field(0, ge=0, description="held-out eval every k steps; 0 disables it")
+    eval_every: int = Field(
+        0, ge=0, description="held-out eval (data.eval_files) every k steps, plus before and after RL; 0: off"
+    )
+    eval_k: int = Field(4, ge=1, description="samples per held-out prompt (pass@1 and pass@k at T=1.0)")
     resume: Literal["auto", "never"] = Field("auto", description="auto: continue from the newest checkpoint")
     wandb: bool = Field(
         True, description="log to wandb (offline unless WANDB_MODE/WANDB_API_KEY say otherwise)"
@@ -144,6 +158,7 @@ class RecipeConfig(Section):
     rollout: RolloutConfig = RolloutConfig()
     algorithm: AlgorithmConfig = AlgorithmConfig()
     optim: OptimConfig = OptimConfig()
+    sft: SFTConfig = SFTConfig()
     trainer: TrainerConfig = TrainerConfig()
     resources: ResourcesConfig = ResourcesConfig()
 

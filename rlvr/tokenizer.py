@@ -18,7 +18,7 @@ class Tokenizer(Protocol):
     pad_token_id: int
     eos_token_id: int
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str, add_bos: bool = True) -> list[int]: ...
 
     def decode(self, ids: list[int]) -> str: ...
 
@@ -36,8 +36,9 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    def encode(self, text: str) -> list[int]:
-        return [self.bos_token_id] + [self.index.get(ch, self.unk_token_id) for ch in text]
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        ids = [self.index.get(ch, self.unk_token_id) for ch in text]
+        return [self.bos_token_id, *ids] if add_bos else ids
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.vocab[i] for i in ids if i >= len(SPECIALS) and i < len(self.vocab))
@@ -61,8 +62,8 @@ class HFTokenizer:
             self.inner.pad_token_id if self.inner.pad_token_id is not None else self.eos_token_id
         )
 
-    def encode(self, text: str) -> list[int]:
-        return list(self.inner.encode(text))
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        return list(self.inner.encode(text, add_special_tokens=add_bos))
 
     def decode(self, ids: list[int]) -> str:
         return str(self.inner.decode(ids, skip_special_tokens=True))

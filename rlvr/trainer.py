@@ -21,6 +21,7 @@ from rlvr.actors import TrainingActors
 from rlvr.algorithm import group_advantages
 from rlvr.config import RecipeConfig
 from rlvr.data.schema import PromptRow, read_prompt_file
+from rlvr.evaluate import evaluate, write_result
 from rlvr.learner import make_batch
 from rlvr.model.megrez2 import Megrez2Config
 from rlvr.tokenizer import load_tokenizer
@@ -78,6 +79,18 @@ def load_prompts(recipe: RecipeConfig) -> list[PromptRow]:
     return rows
 
 
+def warm_start(recipe: RecipeConfig) -> Path:
+    """The SFT checkpoint RL starts from: `rlvr sft`'s output in the run directory, trained now if missing."""
+    from rlvr.sft import run_sft, sft_dir
+
+    done = sft_dir(recipe) / "sft_done.json"
+    if done.exists() and json.loads(done.read_text()).get("steps") == recipe.sft.steps:
+        print(f"warm start: {sft_dir(recipe)} (already trained)")
+        return sft_dir(recipe)
+    print(f"warm start: {recipe.sft.steps} SFT steps on {recipe.sft.data}")
+    return run_sft(recipe)
+
+
 def required_resources(recipe: RecipeConfig) -> dict[str, float]:
     """CPUs and GPUs the run's actors reserve (each learner rank and rollout worker takes one CPU)."""
     res = recipe.resources
@@ -120,6 +133,8 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
     """Runs the recipe to `trainer.steps`; returns the last step's metrics."""
     run_dir = recipe.run.dir
     recipe.save(run_dir)
+    if recipe.sft.steps > 0 and recipe.model.path is None:
+        recipe.model.path = str(warm_start(recipe))
     tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.path)
     rows = load_prompts(recipe)
     too_long = [r for r in rows if len(tokenizer.encode(r.prompt)) > recipe.data.max_prompt_tokens]
@@ -141,7 +156,31 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
     metrics_path = run_dir / "metrics.jsonl"
     wandb_run = _start_wandb(recipe, run_dir) if recipe.trainer.wandb else None
     n, metrics = recipe.rollout.n, {}
+    eval_rows = [row for path in recipe.data.eval_files for row in read_prompt_file(path).rows]
+
+    def held_out(step: int) -> None:
+        if not eval_rows or not recipe.trainer.eval_every:
+            return
+        result = evaluate(
+            eval_rows,
+            tokenizer,
+            actors.generate,
+            actors.verify,
+            recipe.trainer.eval_k,
+            recipe.rollout.max_new_tokens,
+            seed=10_000_019,
+            progress=False,
+        )
+        write_result(result, run_dir / "eval.jsonl", step=step, time=time.time())
+        k = recipe.trainer.eval_k
+        print(
+            f"eval step {step:>4}  pass@1 {result['pass@1']:.3f}  pass@{k} {result[f'pass@{k}']:.3f}",
+            flush=True,
+        )
+
     try:
+        if start == 0:
+            held_out(0)  # the starting point: before any RL
         for step in range(start + 1, recipe.trainer.steps + 1):
             t0 = time.perf_counter()
             prompts = sampler.next(recipe.rollout.prompts_per_step)
@@ -179,6 +218,10 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
                 metrics["response_len"] * len(rollouts) / timings["time_rollout_s"]
             )
             _log(metrics_path, metrics, wandb_run)
+            if recipe.trainer.eval_every and (
+                step % recipe.trainer.eval_every == 0 or step == recipe.trainer.steps
+            ):
+                held_out(step)
             if step % recipe.trainer.save_every == 0 or step == recipe.trainer.steps:
                 _checkpoint(actors, run_dir / "checkpoints" / f"step_{step}", step, sampler, recipe)
     finally:

@@ -89,7 +89,14 @@ def _records(path: Path) -> list[tuple[int, Any]]:
 
 
 def read_prompt_file(path: str | Path) -> PromptFile:
-    """Read a .jsonl/.json/.parquet prompt file; malformed rows are returned in `problems`, not dropped."""
+    """Read a .jsonl/.json/.parquet prompt file; malformed rows are returned in `problems`, not dropped.
+
+    `task://arithmetic?n=...&seed=...` generates the built-in synthetic task instead (see arithmetic.py).
+    """
+    from rlvr.data.arithmetic import is_task_source, task_rows
+
+    if is_task_source(str(path)):
+        return PromptFile(Path(str(path)), task_rows(str(path)), [])
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
