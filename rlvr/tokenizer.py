@@ -77,4 +77,8 @@ def load_tokenizer(folder: str | Path | None) -> CharTokenizer | HFTokenizer:
     if own.exists():
         spec = json.loads(own.read_text())
         return CharTokenizer(spec["alphabet"])
+    if not any((Path(folder) / name).exists() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise FileNotFoundError(
+            f"no tokenizer in {folder}: set model.tokenizer, or save one beside the model"
+        )
     return HFTokenizer(folder)

@@ -24,7 +24,7 @@ from rlvr.data.schema import PromptRow, read_prompt_file
 from rlvr.evaluate import evaluate, write_result
 from rlvr.learner import make_batch
 from rlvr.model.megrez2 import Megrez2Config
-from rlvr.tokenizer import load_tokenizer
+from rlvr.tokenizer import CharTokenizer, HFTokenizer, load_tokenizer
 from rollout.types import Rollout
 from verifiers.base import STATUSES, Result
 
@@ -223,7 +223,9 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
             ):
                 held_out(step)
             if step % recipe.trainer.save_every == 0 or step == recipe.trainer.steps:
-                _checkpoint(actors, run_dir / "checkpoints" / f"step_{step}", step, sampler, recipe)
+                _checkpoint(
+                    actors, run_dir / "checkpoints" / f"step_{step}", step, sampler, recipe, tokenizer
+                )
     finally:
         actors.shutdown()
         if wandb_run is not None:
@@ -286,7 +288,12 @@ def _log(path: Path, metrics: dict[str, Any], wandb_run: Any) -> None:
 
 
 def _checkpoint(
-    actors: TrainingActors, path: Path, step: int, sampler: PromptSampler, recipe: RecipeConfig
+    actors: TrainingActors,
+    path: Path,
+    step: int,
+    sampler: PromptSampler,
+    recipe: RecipeConfig,
+    tokenizer: CharTokenizer | HFTokenizer,
 ) -> None:
     """Model, optimiser, RNG, data cursor and config into `path`, atomically: written to a temporary folder
     and renamed, so a crash mid-write never leaves a checkpoint that `resume: auto` would pick."""
@@ -295,6 +302,8 @@ def _checkpoint(
     partial.mkdir(parents=True)
     actors.save(str(partial))
     recipe.save(partial)
+    if isinstance(tokenizer, CharTokenizer):  # so `rlvr eval` and a later run can start from the checkpoint
+        tokenizer.save(partial)
     (partial / "trainer_state.json").write_text(json.dumps({"step": step, "sampler": sampler.state()}))
     shutil.rmtree(path, ignore_errors=True)
     partial.rename(path)

@@ -9,23 +9,15 @@ started; `ray stop` is not used because it kills every Ray process on the machin
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from rlvr.cli import main
-from rlvr.submit import auth_headers, entrypoint, is_local_address, job_arguments
+from rlvr.submit import auth_headers, entrypoint, free_ports, is_local_address, job_arguments, local_head
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -39,17 +31,6 @@ TINY = [
 ]
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env.update(
@@ -60,56 +41,9 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def _local_head(env: dict[str, str]) -> Iterator[str]:
-    """`ray start --head --block` on free ports and a fresh temp dir; yields its Jobs API address."""
-    flags = [
-        "--port",
-        "--dashboard-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--ray-client-server-port",
-        "--metrics-export-port",
-        "--runtime-env-agent-port",
-        "--node-manager-port",
-        "--object-manager-port",
-    ]
-    ports = dict(zip(flags, _free_ports(len(flags)), strict=True))
-    temp_dir = tempfile.mkdtemp(prefix="rlvr-ray-")
-    log_path = Path(temp_dir) / "ray_start.log"
-    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", "--disable-usage-stats"]
-    cmd += [f"--temp-dir={temp_dir}", "--include-dashboard=true", *(f"{k}={v}" for k, v in ports.items())]
-    address = f"http://127.0.0.1:{ports['--dashboard-port']}"
-    with log_path.open("w") as log:
-        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if head.poll() is not None:
-                pytest.fail(f"ray start exited {head.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(f"{address}/api/version", timeout=2).close()
-                break
-            except urllib.error.HTTPError:  # up, but asks for a token
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no Jobs API at {address} after 60 s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield address
-    finally:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
-    with _local_head(_env()) as address:
+    with local_head(_env()) as address:
         yield address
 
 
@@ -134,7 +68,7 @@ def test_submit_to_a_token_auth_cluster(tmp_path: Path) -> None:
     token = "rlvr-test-token-0123456789abcdef"
     probe = "import sys; from rlvr.submit import connect; print(connect(sys.argv[1]).list_jobs())"
     home = {"HOME": str(tmp_path)}  # no ~/.ray/auth_token to fall back on
-    with _local_head(_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)) as address:
+    with local_head(_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)) as address:
         without = _probe(probe, address, _env(**home))
         assert without.returncode != 0 and "set RAY_AUTH_MODE=token" in without.stderr
         for mode in ("token", ""):
@@ -152,7 +86,7 @@ def _probe(code: str, address: str, env: dict[str, str]) -> subprocess.Completed
 
 
 def test_bad_recipe_field_fails_before_submitting(capsys: pytest.CaptureFixture[str]) -> None:
-    (closed,) = _free_ports(1)  # nothing listens there: a submit attempt would fail differently
+    (closed,) = free_ports(1)  # nothing listens there: a submit attempt would fail differently
     code = main(
         ["submit", str(REPO / "recipes/tiny.yaml"), "rollout.nn=3", "--address", f"127.0.0.1:{closed}"]
     )
@@ -163,7 +97,7 @@ def test_bad_recipe_field_fails_before_submitting(capsys: pytest.CaptureFixture[
 
 
 def test_unreachable_cluster_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    (closed,) = _free_ports(1)
+    (closed,) = free_ports(1)
     code = main(["submit", str(REPO / "recipes/tiny.yaml"), "--address", f"http://127.0.0.1:{closed}"])
     assert code == 2
     assert "cannot reach the Ray Jobs API" in capsys.readouterr().err
