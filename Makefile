@@ -35,8 +35,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The CPU recipe (SFT warm start, RL, held-out eval before/after) as a Ray job on a local head started and
+# stopped here; prints where the metrics, evaluations and plots are.
 demo: install
-	$(VENV)/bin/rlvr train recipes/tiny.yaml --dry-run
+	$(PY) -m rlvr.demo recipes/arithmetic.yaml
 
 lint: install
 	$(VENV)/bin/ruff check .

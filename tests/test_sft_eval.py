@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,32 @@ def test_ci_sized_run_warm_starts_evaluates_and_plots(tmp_path: Path) -> None:
     plots = subprocess.run([RLVR, "plot", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert plots.returncode == 0, plots.stderr
     assert (tmp_path / "plots/pass_at_1_vs_step.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_demo_runs_as_a_ray_job_on_a_head_it_starts_and_stops(tmp_path: Path) -> None:
+    overrides = [
+        f"run.output_dir={tmp_path}",
+        *SMALL_SFT,
+        "trainer.steps=2",
+        "trainer.eval_every=1",
+        "trainer.eval_k=2",
+        "trainer.wandb=false",
+        "rollout.prompts_per_step=4",
+        "rollout.n=4",
+        'data.eval_files=["task://arithmetic?n=8&seed=99&max_operand=9&steps=3"]',
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rlvr.demo", "recipes/arithmetic.yaml", *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "SUCCEEDED" in out and "held-out pass@1" in out and "before RL" in out
+    assert len((tmp_path / "eval.jsonl").read_text().splitlines()) == 3
+    assert (tmp_path / "plots/pass_at_1_vs_step.png").exists()
