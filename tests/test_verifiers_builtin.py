@@ -192,7 +192,8 @@ def test_fast_reader_agrees_with_the_grammar(text: str) -> None:
 def test_fast_reader_leaves_the_rest_to_the_grammar() -> None:
     from verifiers.latex_fast import Unsupported, parse_simple
 
-    for text in ("\\sin x", "[1,2)", "x^23", "\\{1,2\\}", "a;b", "x \\le 3"):
+    for text in ("\\sin x", "[a,b)", "[5,2]", "x^23", "\\{1,2\\}", "a;b", "x \\le 3"):
         with pytest.raises(Unsupported):
             parse_simple(text)
-    assert get_verifier("math").verify(boxed("[1, 2)"), "[1,2)").correct  # through the grammar
+    assert get_verifier("math").verify(boxed("[a, b)"), "[a,b)").correct  # through the grammar
+    assert not get_verifier("math").verify(boxed("[5, 2]"), "[6,2]").correct  # not two equal empty sets

@@ -43,6 +43,33 @@ def _expr(node: sympy.Basic) -> sympy.Expr:
     return node
 
 
+def _small(node: sympy.Basic) -> bool:
+    """Few terms, no factorials and small exponents: cheap and safe to evaluate."""
+    nodes = list(sympy.preorder_traversal(node))
+    return len(nodes) <= 30 and all(
+        not isinstance(n, sympy.factorial)
+        and not (isinstance(n, sympy.Pow) and n.exp.is_Number and abs(n.exp) > 64)
+        for n in nodes
+    )
+
+
+def _interval(start: sympy.Basic, end: sympy.Basic, left_open: bool, right_open: bool) -> sympy.Interval:
+    """`[a, b)` and friends. Only ordered numeric ends: sympy turns `[5, 2]` into the empty set, which would
+    make any two reversed intervals equal, so everything else goes to the full grammar."""
+    if not (_small(start) and _small(end) and start.is_number and end.is_number):
+        raise Unsupported("interval with symbolic or large ends")
+    if (start.doit() < end.doit()) is not sympy.true:
+        raise Unsupported("interval whose ends are not in order")
+    return sympy.Interval(start.doit(), end.doit(), left_open, right_open)
+
+
+def _as_interval(node: sympy.Basic) -> sympy.Basic:
+    """Inside a union, `(a, b)` is an open interval, not a pair."""
+    if isinstance(node, sympy.Tuple) and len(node) == 2:
+        return _interval(node[0], node[1], True, True)
+    return node
+
+
 def _number(token: str) -> sympy.Rational:
     if "." in token:
         whole, _, decimals = token.partition(".")
@@ -136,11 +163,17 @@ class _Reader:
         token = self.peek()
         if token is None:
             raise Unsupported("unexpected end")
-        if token == "(":
+        if token in ("(", "["):
             self.take()
             items = self.items()
-            self.take(")")
-            return items[0] if len(items) == 1 else sympy.Tuple(*items)  # (1, 2) is a pair, as in the grammar
+            close = self.take()
+            if token == "(" and close == ")":
+                return (
+                    items[0] if len(items) == 1 else sympy.Tuple(*items)
+                )  # (1, 2): a pair, as in the grammar
+            if len(items) != 2 or close not in (")", "]"):
+                raise Unsupported(f"bracket {token}...{close} around {len(items)} item(s)")
+            return _interval(items[0], items[1], token == "(", close == ")")
         if token == "{":
             return self.group()
         if token == "\\frac":
@@ -179,10 +212,16 @@ def _parse_items(text: str) -> list[sympy.Basic]:
 def parse_simple(text: str) -> sympy.Basic:
     """An unevaluated sympy tree for simple LaTeX answers, else raises `Unsupported`.
 
-    Handles arithmetic, a bare list `1, 2` (a set, as the grammar reads it), tuples `(1, 2)`, one equation
-    `y = 2x + 1`, and `pmatrix`/`bmatrix` of such entries.
+    Handles arithmetic, a bare list `1, 2` (a set, as the grammar reads it), tuples `(1, 2)`, intervals with
+    ordered numeric ends (`[1, 2)`, `(-\\infty, 0]`) and their unions, one equation `y = 2x + 1`, and
+    `pmatrix`/`bmatrix` of such entries.
     """
     text = text.strip()
+    if "\\cup" in text:  # a union of intervals
+        parts = [_as_interval(parse_simple(part)) for part in text.split("\\cup")]
+        if not all(isinstance(part, sympy.Interval) for part in parts):
+            raise Unsupported("union of something other than intervals")
+        return sympy.Union(*parts, evaluate=False)
     matrix = _MATRIX.match(text)
     if matrix:
         rows = [row for row in matrix.group(2).split("\\\\") if row.strip()]
