@@ -6,7 +6,6 @@ rollout workers, verifier workers and learner ranks lives here, out of the loop.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import ray
@@ -15,16 +14,11 @@ import torch
 from rlvr.config import RecipeConfig
 from rlvr.learner import Learner, TrainBatch
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.submit import free_ports
 from rollout.types import Rollout
 from rollout.worker import RolloutWorker
 from verifiers.base import Result
 from verifiers.ray_worker import VerifierWorker
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _split(items: list[Any], parts: int) -> list[list[Any]]:
@@ -41,7 +35,7 @@ class TrainingActors:
         res, optim = recipe.resources, recipe.optim.model_dump()
         algorithm = recipe.algorithm.model_dump()
         ranks = res.learner_workers
-        url = f"tcp://127.0.0.1:{_free_port()}"  # single-node rendezvous for the DP process group
+        url = f"tcp://127.0.0.1:{free_ports(1)[0]}"  # single-node rendezvous for the DP process group
         learner_cls = ray.remote(num_cpus=1, num_gpus=res.gpus_per_learner)(Learner)
         initial = None
         if recipe.model.path:  # every rank starts from the checkpoint (e.g. the SFT warm start)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch.multiprocessing as mp
 from rlvr.algorithm import group_advantages
 from rlvr.learner import Learner, make_batch
 from rlvr.model.megrez2 import Megrez2Config, token_logprobs
+from rlvr.submit import free_ports
 from rollout.torch_engine import TorchEngine
 
 OPTIM = {"lr": 1e-2, "betas": (0.9, 0.99), "grad_clip": 1.0}
@@ -56,12 +56,6 @@ def test_update_raises_the_likelihood_of_positive_advantage_sequences() -> None:
     assert metrics["approx_kl"] >= 0 and learner.steps == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fsdp", [False, True], ids=["all-reduce", "fsdp2"])
 def test_two_data_parallel_ranks_make_the_one_rank_update(tmp_path: Path, fsdp: bool) -> None:
@@ -69,7 +63,7 @@ def test_two_data_parallel_ranks_make_the_one_rank_update(tmp_path: Path, fsdp: 
     single = Learner(Megrez2Config.preset("tiny"), OPTIM, {**ALGORITHM, "minibatches": 1}, seed=0)
     single.train_step(rollout_batch())
     out = str(tmp_path / "rank0.pt")
-    url = f"tcp://127.0.0.1:{_free_port()}"
+    url = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     mp.start_processes(_rank_main, args=(2, url, out, fsdp), nprocs=2, join=True, start_method="spawn")
     two_ranks = torch.load(out, weights_only=True)
     initial = Learner(Megrez2Config.preset("tiny"), OPTIM, ALGORITHM, seed=0).state_dict()

@@ -25,6 +25,16 @@ SMALL_SFT = [
     "sft.log_every=10",
     "sft.data=task://arithmetic?n=500&seed=7",
 ]
+CI_SIZED_RUN = [  # a few SFT and RL steps, evaluated on 8 held-out problems at every step
+    *SMALL_SFT,
+    "trainer.steps=2",
+    "trainer.eval_every=1",
+    "trainer.eval_k=2",
+    "trainer.wandb=false",
+    "rollout.prompts_per_step=4",
+    "rollout.n=4",
+    'data.eval_files=["task://arithmetic?n=8&seed=99&max_operand=9&steps=3"]',
+]
 
 
 def test_task_is_deterministic_and_its_answers_verify() -> None:
@@ -100,17 +110,7 @@ def test_ci_sized_run_warm_starts_evaluates_and_plots(tmp_path: Path) -> None:
 
     from rlvr.trainer import train
 
-    overrides = [
-        f"run.output_dir={tmp_path}",
-        *SMALL_SFT,
-        "trainer.steps=2",
-        "trainer.eval_every=1",
-        "trainer.eval_k=2",
-        "trainer.wandb=false",
-        "rollout.prompts_per_step=4",
-        "rollout.n=4",
-        'data.eval_files=["task://arithmetic?n=8&seed=99&max_operand=9&steps=3"]',
-    ]
+    overrides = [f"run.output_dir={tmp_path}", *CI_SIZED_RUN]
     try:
         train(load_recipe(REPO / "recipes/arithmetic.yaml", overrides))
     finally:
@@ -125,17 +125,7 @@ def test_ci_sized_run_warm_starts_evaluates_and_plots(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_runs_as_a_ray_job_on_a_head_it_starts_and_stops(tmp_path: Path) -> None:
-    overrides = [
-        f"run.output_dir={tmp_path}",
-        *SMALL_SFT,
-        "trainer.steps=2",
-        "trainer.eval_every=1",
-        "trainer.eval_k=2",
-        "trainer.wandb=false",
-        "rollout.prompts_per_step=4",
-        "rollout.n=4",
-        'data.eval_files=["task://arithmetic?n=8&seed=99&max_operand=9&steps=3"]',
-    ]
+    overrides = [f"run.output_dir={tmp_path}", *CI_SIZED_RUN]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     done = subprocess.run(
         [sys.executable, "-m", "rlvr.demo", "recipes/arithmetic.yaml", *overrides],
