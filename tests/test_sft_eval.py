@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,19 @@ def test_task_is_deterministic_and_its_answers_verify() -> None:
     direct = ArithmeticTask(steps=2, max_operand=9, direct=50).rows(200, seed=1)
     bare = [r for r in direct if r.meta["solution"].startswith("=")]
     assert 60 < len(bare) < 140 and all(numeric.verify(r.meta["solution"], r.answer).correct for r in bare)
+    sloppy = task_rows("task://arithmetic?n=50&seed=3&steps=3&max_operand=9&slips=60")
+    assert [(r.prompt, r.answer) for r in sloppy] == [(r.prompt, r.answer) for r in first]
+    slipped = [r for r in sloppy if r.meta["slip_at"] is not None]
+    assert 15 < len(slipped) < 45
+    for row in sloppy:
+        steps = [
+            re.fullmatch(r"(-?\d+)([+-])(\d+)=(-?\d+)", line).groups()
+            for line in row.meta["solution"].split(",")
+        ]
+        errors = [int(c) - (int(a) + int(b) if op == "+" else int(a) - int(b)) for a, op, b, c in steps]
+        slip = row.meta["slip_at"]
+        assert errors == [int(i == slip) for i in range(3)]  # one step one too high, carried on consistently
+        assert numeric.verify(row.meta["solution"], row.answer).correct == (slip is None)
     with pytest.raises(ValueError, match="unknown option"):
         task_rows("task://arithmetic?n=5&colour=red")
     with pytest.raises(ValueError, match="unknown task"):
