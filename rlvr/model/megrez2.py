@@ -326,6 +326,44 @@ class MLP(nn.Module):
 Route = tuple[Tensor, Tensor]  # (weights_TK fp32 mixing weights, indices_TK int64 expert ids)
 
 
+def route_tokens(
+    x_TD: Tensor,
+    weight_ED: Tensor,
+    bias_E: Tensor,
+    top_k: int,
+    n_group: int = 1,
+    topk_group: int = 1,
+    norm_topk_prob: bool = True,
+    scale: float = 1.0,
+    fixed_indices_TK: Tensor | None = None,
+) -> Route:
+    """Sigmoid routing with selection-only correction bias (DeepSeek-V3 "noaux_tc"), in fp32:
+
+        s = sigmoid(x W^T);  idx = topk(s + b, k) [within the topk_group best groups];
+        w = s[idx] / sum s[idx] (if norm_topk_prob), times scale.
+
+    `fixed_indices_TK` (routing replay) replaces the top-k choice; the weights still come from the scores.
+    Shared by the native Gate and the vLLM model so both engines route identically."""
+    with torch.autocast(x_TD.device.type, enabled=False):
+        scores_TE = torch.sigmoid(F.linear(x_TD.float(), weight_ED.float()))
+    if fixed_indices_TK is None:
+        biased_TE = scores_TE.detach() + bias_E.float()
+        if n_group > 1:  # DeepSeek-V3 grouped top-k: keep the topk_group groups with the best top-2 sums
+            T, E = biased_TE.shape
+            grouped = biased_TE.view(T, n_group, E // n_group)
+            group_score_TG = grouped.topk(min(2, E // n_group), dim=-1).values.sum(-1)
+            keep_TG = group_score_TG.topk(topk_group, dim=-1).indices
+            drop_TG = torch.ones_like(group_score_TG, dtype=torch.bool).scatter_(1, keep_TG, False)
+            biased_TE = grouped.masked_fill(drop_TG[..., None], float("-inf")).view(T, E)
+        indices_TK = biased_TE.topk(top_k, dim=-1).indices
+    else:
+        indices_TK = fixed_indices_TK.to(device=scores_TE.device, dtype=torch.int64)
+    weights_TK = scores_TE.gather(1, indices_TK)
+    if norm_topk_prob:
+        weights_TK = weights_TK / (weights_TK.sum(-1, keepdim=True) + 1e-20)
+    return weights_TK * scale, indices_TK
+
+
 class Gate(nn.Module):
     """Router of one MoE layer: sigmoid scores -> (mixing weights, expert indices), DeepSeek-V3 "noaux_tc".
 
@@ -344,27 +382,17 @@ class Gate(nn.Module):
 
     def forward(self, x_TD: Tensor, fixed_indices_TK: Tensor | None = None) -> Route:
         """`fixed_indices_TK` (routing replay) overrides the top-k choice; weights still come from scores."""
-        with torch.autocast(x_TD.device.type, enabled=False):
-            scores_TE = torch.sigmoid(F.linear(x_TD.float(), self.weight.float()))
-        if fixed_indices_TK is None:
-            indices_TK = self.select(scores_TE.detach())
-        else:
-            indices_TK = fixed_indices_TK.to(device=scores_TE.device, dtype=torch.int64)
-        weights_TK = scores_TE.gather(1, indices_TK)
-        if self.norm_topk_prob:
-            weights_TK = weights_TK / (weights_TK.sum(-1, keepdim=True) + 1e-20)
-        return weights_TK * self.scale, indices_TK
-
-    def select(self, scores_TE: Tensor) -> Tensor:
-        biased_TE = scores_TE + self.e_score_correction_bias.float()
-        if self.n_group > 1:  # DeepSeek-V3 grouped top-k: keep the topk_group groups with the best top-2 sums
-            T, E = biased_TE.shape
-            grouped = biased_TE.view(T, self.n_group, E // self.n_group)
-            group_score_TG = grouped.topk(min(2, E // self.n_group), dim=-1).values.sum(-1)
-            keep_TG = group_score_TG.topk(self.topk_group, dim=-1).indices
-            drop_TG = torch.ones_like(group_score_TG, dtype=torch.bool).scatter_(1, keep_TG, False)
-            biased_TE = grouped.masked_fill(drop_TG[..., None], float("-inf")).view(T, E)
-        return biased_TE.topk(self.top_k, dim=-1).indices
+        return route_tokens(
+            x_TD,
+            self.weight,
+            self.e_score_correction_bias,
+            self.top_k,
+            self.n_group,
+            self.topk_group,
+            self.norm_topk_prob,
+            self.scale,
+            fixed_indices_TK,
+        )
 
     def _apply(self, fn: Callable, recurse: bool = True) -> Gate:
         # `.to(bfloat16)` on the model must not round the correction bias (DeepSeek-V3 keeps it fp32 too).
