@@ -11,8 +11,9 @@ from typing import Any
 import ray
 import torch
 
+from rlvr.algorithm import logprob_mismatch
 from rlvr.config import RecipeConfig
-from rlvr.learner import Learner, TrainBatch
+from rlvr.learner import Learner, TrainBatch, make_batch
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.submit import free_ports
 from rollout.types import Rollout
@@ -24,6 +25,19 @@ from verifiers.ray_worker import VerifierWorker
 def _split(items: list[Any], parts: int) -> list[list[Any]]:
     size = -(-len(items) // parts)
     return [items[i * size : (i + 1) * size] for i in range(parts)]
+
+
+def engine_options(recipe: RecipeConfig, worker: int = 0) -> dict[str, Any]:
+    """The vLLM engine's settings from `rollout.*` (the torch engine takes none)."""
+    if recipe.rollout.engine != "vllm":
+        return {}
+    r = recipe.rollout
+    return {
+        "dtype": r.dtype,
+        "max_model_len": r.max_model_len,
+        "gpu_memory_utilization": r.gpu_memory_utilization,
+        "seed": recipe.run.seed + worker,
+    }
 
 
 class TrainingActors:
@@ -60,9 +74,14 @@ class TrainingActors:
         state_ref = ray.put(state)
         self.rollout_workers = [
             RolloutWorker.options(num_cpus=1, num_gpus=res.gpus_per_rollout_worker).remote(
-                recipe.rollout.engine, model_config, state_ref, eos_token_id, pad_token_id
+                recipe.rollout.engine,
+                model_config,
+                state_ref,
+                eos_token_id,
+                pad_token_id,
+                options=engine_options(recipe, worker=i),
             )
-            for _ in range(recipe.rollout.workers)
+            for i in range(recipe.rollout.workers)
         ]
         v = recipe.verifier
         kwargs = {"reward_correct": v.reward_correct, "reward_wrong": v.reward_wrong, **v.options}
@@ -105,6 +124,19 @@ class TrainingActors:
             [lr.train_step.remote(batch.rows(s)) for lr, s in zip(self.learners, shards, strict=True)]
         )
         return metrics[0]  # loss metrics are all-reduced: every rank reports the same numbers
+
+    def parity_probe(
+        self, prompts: list[list[int]], max_new_tokens: int, temperature: float, seed: int
+    ) -> dict[str, float]:
+        """Engine vs learner logprobs of the same sampled tokens on fixed prompts (after a weight sync)."""
+        if temperature != 1.0:  # the engine's logprobs are of the tempered distribution, the learner's not
+            raise ValueError("the parity probe compares at temperature 1.0")
+        rollouts = ray.get(
+            self.rollout_workers[0].generate.remote(prompts, 1, max_new_tokens, temperature, seed)
+        )
+        batch = make_batch(rollouts, torch.zeros(len(rollouts)))
+        learner = ray.get([lr.logprobs.remote(batch) for lr in self.learners])[0]  # all ranks (FSDP)
+        return logprob_mismatch(learner, batch.behaviour_logp, batch.response_mask)
 
     def sync_weights(self) -> float:
         """Rank 0's weights into every rollout engine, in place; returns the slowest sync in seconds."""

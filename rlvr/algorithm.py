@@ -74,17 +74,19 @@ def ppo_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.2,
     num_tokens: float | Tensor | None = None,
+    is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO's clipped surrogate as a token mean over the global batch:
 
         ρ_t = exp(logp_t − old_logp_t),
-        L = Σ_t mask_t · −min(ρ_t·A_t, clip(ρ_t, 1 − clip_low, 1 + clip_high)·A_t) / N,
+        L = Σ_t mask_t · w_t · −min(ρ_t·A_t, clip(ρ_t, 1 − clip_low, 1 + clip_high)·A_t) / N,
 
     where N (`num_tokens`) is the number of response tokens in the whole optimiser step, summed over
     micro-batches and data-parallel ranks; None means this batch is the whole step. Summing the losses of
     micro-batches (and all-reducing gradients across ranks) then gives exactly the full-batch gradient.
     `advantages` is [B, T] or [B] (broadcast over tokens). Returns the loss and detached token sums of
-    the diagnostics (divide by N to get means; see `loss_metrics`).
+    the diagnostics (divide by N to get means; see `loss_metrics`). `is_weights` w_t (default 1) re-weights
+    tokens that were sampled by another policy than the old one; see `tis_weights`.
     """
     mask = mask.to(logp.dtype)
     if advantages.ndim == 1:
@@ -95,7 +97,10 @@ def ppo_loss(
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages
-    loss = (-torch.minimum(unclipped, clipped) * mask).sum() / total
+    token_loss = -torch.minimum(unclipped, clipped)
+    if is_weights is not None:
+        token_loss = token_loss * is_weights.detach().to(logp.dtype)
+    loss = (token_loss * mask).sum() / total
     with torch.no_grad():
         sums = {
             "clip_low": ((ratio < 1.0 - clip_low) & (advantages < 0)).to(mask.dtype).mul(mask).sum(),
@@ -105,6 +110,34 @@ def ppo_loss(
             "tokens": mask.sum(),
         }
     return loss, sums
+
+
+def tis_weights(old_logp: Tensor, behaviour_logp: Tensor, cap: float) -> Tensor:
+    """Truncated importance sampling for the engine/learner mismatch:
+
+        w_t = min(exp(old_logp_t − behaviour_logp_t), cap),
+
+    where old_logp is the learner's (recomputed) logprob and behaviour_logp the rollout engine's, of the
+    sampled token. Tokens the engine over-sampled relative to the learner (w < 1) count less; the cap bounds
+    the variance of the rare tokens the engine under-sampled."""
+    return torch.exp(old_logp - behaviour_logp).clamp(max=cap).detach()
+
+
+def logprob_mismatch(learner_logp: Tensor, engine_logp: Tensor, mask: Tensor) -> dict[str, float]:
+    """How far the rollout engine's logprobs are from the learner's, on tokens the engine sampled:
+
+    mean |Δ|, max |Δ| with Δ_t = learner_logp_t − engine_logp_t, and the mismatch KL(π_engine || π_learner)
+    by the k3 estimator  Σ mask·(e^{Δ} − Δ − 1) / Σ mask.
+    """
+    m = mask.bool()
+    diff = (learner_logp - engine_logp).double()[m]
+    if diff.numel() == 0:
+        return {"parity_mean_abs": 0.0, "parity_max_abs": 0.0, "parity_kl": 0.0}
+    return {
+        "parity_mean_abs": float(diff.abs().mean()),
+        "parity_max_abs": float(diff.abs().max()),
+        "parity_kl": float((diff.exp() - diff - 1.0).mean()),
+    }
 
 
 def k3_kl(logp: Tensor, ref_logp: Tensor, mask: Tensor, num_tokens: float | Tensor | None = None) -> Tensor:

@@ -89,6 +89,19 @@ class RolloutConfig(Section):
     temperature: float = Field(1.0, gt=0, description="sampling temperature (the paper: 1.0)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling; 1.0 samples the full distribution")
     max_new_tokens: int = Field(256, gt=0, description="response length cap; longer responses are truncated")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="vLLM weights/activations; auto = the checkpoint's (fp32 here)"
+    )
+    max_model_len: int | None = Field(
+        None, gt=0, description="vLLM context length (prompt + response); null = the model's maximum"
+    )
+    gpu_memory_utilization: float = Field(
+        0.5, gt=0, le=1, description="vLLM's share of a GPU (the learner may share it)"
+    )
+    parity_probe: bool = Field(
+        True, description="after each weight sync, compare learner and engine logprobs on fixed prompts"
+    )
+    parity_prompts: int = Field(8, ge=1, description="prompts in the parity probe (from the train set)")
 
 
 class AlgorithmConfig(Section):
@@ -106,6 +119,11 @@ class AlgorithmConfig(Section):
         description="PPO's old policy: the learner's logprobs before the update, or the rollout engine's",
     )
     micro_batch_size: int = Field(16, ge=1, description="sequences per forward/backward on a learner rank")
+    tis_cap: float | None = Field(
+        None,
+        gt=0,
+        description="truncated IS: weight tokens by min(π_learner / π_engine, cap); null = off",
+    )
 
 
 class OptimConfig(Section):

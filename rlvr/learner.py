@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from rlvr.algorithm import entropy_from_logits, loss_metrics, ppo_loss
+from rlvr.algorithm import entropy_from_logits, loss_metrics, ppo_loss, tis_weights
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, token_logprobs
 from rollout.types import Rollout
 
@@ -30,8 +30,9 @@ class TrainBatch:
     input_ids: Tensor  # (B, L) prompt + response, right-padded
     attention_mask: Tensor  # (B, L) 1 = real token
     response_mask: Tensor  # (B, L-1) 1 where the predicted token is a response token
-    old_logp: Tensor  # (B, L-1) behaviour logprobs of response tokens, 0 elsewhere
+    old_logp: Tensor  # (B, L-1) PPO's old-policy logprobs of response tokens, 0 elsewhere
     advantages: Tensor  # (B,) one advantage per sequence, applied to each of its tokens
+    behaviour_logp: Tensor  # (B, L-1) the rollout engine's logprobs, as sampled (old_logp starts as these)
 
     def rows(self, index: Tensor) -> TrainBatch:
         return TrainBatch(*(t[index] for t in self.__dict__.values()))
@@ -54,7 +55,7 @@ def make_batch(rollouts: list[Rollout], advantages: Tensor, pad_token_id: int = 
         attention[i, : p + n] = 1
         response[i, p - 1 : p - 1 + n] = 1
         old[i, p - 1 : p - 1 + n] = torch.tensor(r.logprobs)
-    return TrainBatch(ids, attention, response, old, advantages.float())
+    return TrainBatch(ids, attention, response, old, advantages.float(), old.clone())
 
 
 class Learner:
@@ -144,7 +145,7 @@ class Learner:
         """
         batch = TrainBatch(*(t.to(self.device) for t in batch.__dict__.values()))
         start = time.perf_counter()
-        behaviour = batch.old_logp
+        behaviour = batch.behaviour_logp
         if self.algorithm.get("old_logprobs", "recompute") == "recompute":
             batch.old_logp = self.logprobs(batch)
         logprob_s = time.perf_counter() - start
@@ -187,6 +188,7 @@ class Learner:
             with self._autocast():
                 logits = self.model(micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]
             logp = token_logprobs(logits, micro.input_ids[:, 1:])
+            tis_cap = self.algorithm.get("tis_cap")
             loss, micro_sums = ppo_loss(
                 logp,
                 micro.old_logp,
@@ -195,6 +197,9 @@ class Learner:
                 clip_low=float(self.algorithm.get("clip_low", 0.2)),
                 clip_high=float(self.algorithm.get("clip_high", 0.2)),
                 num_tokens=num_tokens,
+                is_weights=None
+                if tis_cap is None
+                else tis_weights(micro.old_logp, micro.behaviour_logp, tis_cap),
             )
             with torch.no_grad():
                 micro_sums["entropy"] = (entropy_from_logits(logits) * micro.response_mask).sum()

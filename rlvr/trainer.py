@@ -178,6 +178,14 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
             flush=True,
         )
 
+    probe_prompts = [tokenizer.encode(r.prompt) for r in rows[: recipe.rollout.parity_prompts]]
+
+    def parity() -> dict[str, float]:
+        """Learner vs engine logprobs of the same tokens on fixed prompts, right after a weight sync."""
+        if not recipe.rollout.parity_probe:
+            return {}
+        return actors.parity_probe(probe_prompts, recipe.rollout.max_new_tokens, 1.0, seed=7_777_777)
+
     try:
         if start == 0:
             held_out(0)  # the starting point: before any RL
@@ -205,6 +213,7 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
             update = actors.update(make_batch(rollouts, advantages, tokenizer.pad_token_id))
             t_update = time.perf_counter()
             sync_s = actors.sync_weights()
+            mismatch = parity()
             timings = {
                 "time_rollout_s": t_rollout - t0,
                 "time_verify_s": t_verify - t_rollout,
@@ -213,6 +222,7 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
                 "time_step_s": time.perf_counter() - t0,
             }
             metrics = {"step": step, "time": time.time(), **rollout_metrics(rollouts, results, n), **update}
+            metrics.update(mismatch)
             metrics.update(timings)
             metrics["rollout_tokens_per_s"] = (
                 metrics["response_len"] * len(rollouts) / timings["time_rollout_s"]
@@ -282,7 +292,9 @@ def _log(path: Path, metrics: dict[str, Any], wandb_run: Any) -> None:
     print(
         f"step {metrics['step']:>4}  reward {metrics['reward_mean']:+.3f}  acc {metrics['accuracy']:.3f}  "
         f"len {metrics['response_len']:.1f}  loss {metrics['loss']:+.4f}  kl {metrics['approx_kl']:.2e}  "
-        f"clip {metrics['clip_low'] + metrics['clip_high']:.3f}  {metrics['time_step_s']:.1f}s",
+        f"clip {metrics['clip_low'] + metrics['clip_high']:.3f}  sync {metrics['time_sync_s']:.2f}s  "
+        + (f"parity {metrics['parity_max_abs']:.1e}  " if "parity_max_abs" in metrics else "")
+        + f"{metrics['time_step_s']:.1f}s",
         flush=True,
     )
 

@@ -44,7 +44,7 @@ class VLLMEngine:
         eos_token_id: int,
         *,
         dtype: str = "auto",
-        max_model_len: int = 2048,
+        max_model_len: int | None = None,
         seed: int = 0,
         in_process: bool = True,
         enforce_eager: bool = True,
@@ -74,6 +74,7 @@ class VLLMEngine:
             logprobs_mode="processed_logprobs",
             gpu_memory_utilization=gpu_memory_utilization,
             kv_cache_memory_bytes=kv_cache_bytes,
+            enable_chunked_prefill=False,  # seeded requests split over steps rewind a generator: CUDA-only
         )
         self.weight_version = 0
         self.last_sync_s: float | None = None

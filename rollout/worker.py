@@ -10,7 +10,7 @@ import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rollout.torch_engine import TorchEngine
-from rollout.types import Rollout
+from rollout.types import Rollout, RolloutEngine
 
 
 def build_engine(
@@ -19,10 +19,16 @@ def build_engine(
     state: dict[str, torch.Tensor],
     eos_token_id: int,
     pad_token_id: int,
-) -> TorchEngine:
-    """The engine named by `rollout.engine`, holding the given weights."""
+    options: dict[str, Any] | None = None,
+) -> RolloutEngine:
+    """The engine named by `rollout.engine`, holding the given weights. `options` go to the vLLM engine
+    (dtype, max_model_len, gpu_memory_utilization, seed)."""
+    if engine == "vllm":
+        from rollout.vllm_engine import VLLMEngine  # vLLM is imported only where it is used
+
+        return VLLMEngine.from_state(model_config, state, eos_token_id, **(options or {}))
     if engine != "torch":
-        raise ValueError(f"rollout.engine {engine!r} is not available in this build; use 'torch'")
+        raise ValueError(f"rollout.engine {engine!r} is unknown; allowed: 'vllm', 'torch'")
     with torch.device("meta"):
         model = Megrez2ForCausalLM(model_config)
     model = model.to_empty(device="cpu")
@@ -42,10 +48,11 @@ class RolloutWorker:
         eos_token_id: int,
         pad_token_id: int = 0,
         num_threads: int | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         if num_threads:
             torch.set_num_threads(num_threads)
-        self.engine = build_engine(engine, model_config, state, eos_token_id, pad_token_id)
+        self.engine = build_engine(engine, model_config, state, eos_token_id, pad_token_id, options)
 
     def generate(
         self,

@@ -70,7 +70,9 @@ def test_two_data_parallel_ranks_make_the_one_rank_update(tmp_path: Path, fsdp: 
     moved = max((value - initial[name]).abs().max() for name, value in single.state_dict().items())
     assert moved > 1e-3  # the step did something; rank sums reorder float additions by ~1e-6
     for name, value in single.state_dict().items():
-        assert torch.allclose(two_ranks[name], value, atol=2e-5), name
+        # 1e-4 = 1% of one Adam step at lr 1e-2: Adam divides by |g|, so an element whose gradient is ~0
+        # turns the ~1e-7 reordering noise of the rank sum into a visible (but tiny) difference
+        assert torch.allclose(two_ranks[name], value, atol=1e-4), name
 
 
 def _rank_main(rank: int, world: int, url: str, out: str, fsdp: bool) -> None:

@@ -906,14 +906,15 @@ PRESETS: dict[str, Callable[[], Megrez2Config]] = {
         rope_theta=10000.0,
         max_position_embeddings=4096,
     ),
-    # CPU tests: 1 dense layer + 2 groups of 3 MoE layers, 8 experts top-2, 1 shared expert.
+    # CPU tests: 1 dense layer + 2 groups of 3 MoE layers, 8 experts top-2, 1 shared expert. head_dim 32: the
+    # smallest vLLM's CPU attention takes.
     "tiny": lambda: Megrez2Config(
         vocab_size=256,
         hidden_size=64,
         num_hidden_layers=7,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
         intermediate_size=128,
         moe_intermediate_size=32,
         n_routed_experts=8,
