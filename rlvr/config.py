@@ -1,7 +1,7 @@
 """Typed recipes: YAML validated into config objects, with dotted command-line overrides.
 
 A wrong recipe fails before anything starts, and the message names the full key path, the value, and what
-is allowed (`rollout.engine: 'vlm' is not one of 'torch', 'vllm'`; `unknown key 'rollout.nn' — did you mean
+is allowed (`rollout.engine: 'vlm' is not one of 'vllm', 'torch'`; `unknown key 'rollout.nn' — did you mean
 'rollout.n'?`).
 """
 
@@ -82,7 +82,9 @@ class VerifierConfig(Section):
 
 
 class RolloutConfig(Section):
-    engine: Literal["torch", "vllm"] = Field("torch", description="rollout engine behind each RolloutWorker")
+    engine: Literal["vllm", "torch"] = Field(
+        "vllm", description="rollout engine behind each RolloutWorker; torch is the native fallback"
+    )
     workers: int = Field(1, ge=1, description="RolloutWorker actors")
     prompts_per_step: int = Field(8, ge=1, description="prompts sampled per RL step")
     n: int = Field(8, ge=1, description="samples per prompt (the GRPO group size)")
@@ -90,7 +92,7 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling; 1.0 samples the full distribution")
     max_new_tokens: int = Field(256, gt=0, description="response length cap; longer responses are truncated")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="vLLM weights/activations; auto = the checkpoint's (fp32 here)"
+        "auto", description="vLLM weights/activations; auto = the learner's: float32 on CPU, bfloat16 on GPU"
     )
     max_model_len: int | None = Field(
         None, gt=0, description="vLLM context length (prompt + response); null = the model's maximum"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -10,9 +12,11 @@ from rlvr.algorithm import (
     gae,
     group_advantages,
     k3_kl,
+    logprob_mismatch,
     loss_metrics,
     outcome_token_rewards,
     ppo_loss,
+    tis_weights,
 )
 
 
@@ -113,3 +117,27 @@ def test_k3_kl_and_entropy() -> None:
     assert torch.allclose(
         entropy_from_logits(uniform), torch.full((2, 3), torch.log(torch.tensor(8.0)).item())
     )
+
+
+def test_truncated_importance_weights_scale_each_tokens_loss() -> None:
+    old = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))  # the learner's logprobs of the sampled tokens
+    behaviour = torch.log(torch.tensor([[0.25, 0.4, 0.9]]))  # the engine's
+    w = tis_weights(old, behaviour, cap=1.5)
+    assert torch.allclose(w, torch.tensor([[1.5, 0.5, 1.0]]))  # 2.0 capped at 1.5
+    logp = old + torch.tensor([[0.1, -0.1, 0.05]])
+    advantages, mask = torch.tensor([1.0]), torch.ones(1, 3)
+    plain, _ = ppo_loss(logp, old, advantages, mask)
+    assert torch.equal(ppo_loss(logp, old, advantages, mask, is_weights=torch.ones(1, 3))[0], plain)
+    weighted, _ = ppo_loss(logp, old, advantages, mask, is_weights=w)
+    ratio = torch.exp(logp - old).clamp(0.8, 1.2)
+    assert torch.isclose(weighted, -(w * ratio).sum() / 3)
+
+
+def test_logprob_mismatch_reports_mean_max_and_k3_kl() -> None:
+    learner = torch.tensor([[-1.0, -2.0, 0.0]])
+    engine = torch.tensor([[-1.1, -2.0, -5.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])  # the third is padding: ignored
+    m = logprob_mismatch(learner, engine, mask)
+    assert m["parity_max_abs"] == pytest.approx(0.1) and m["parity_mean_abs"] == pytest.approx(0.05)
+    assert m["parity_kl"] == pytest.approx((math.exp(0.1) - 1.1) / 2, rel=1e-5)  # Δ = 0.1 and 0
+    assert logprob_mismatch(learner, learner, mask)["parity_kl"] == 0.0

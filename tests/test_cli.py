@@ -44,7 +44,7 @@ def test_verify_unknown_verifier_is_a_clear_error() -> None:
 def test_train_dry_run_validates_and_prints_plan() -> None:
     out = rlvr("train", "recipes/tiny.yaml", "rollout.n=4", "--dry-run")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "rollout:   engine=torch" in out.stdout and "n=4" in out.stdout
+    assert "rollout:   engine=vllm" in out.stdout and "n=4" in out.stdout
     assert "32 rows, 0 malformed" in out.stdout
     assert "8 prompts x 4 samples = 32 rollouts" in out.stdout
 

@@ -41,7 +41,7 @@ def test_unknown_section_lists_sections() -> None:
 
 def test_literal_error_lists_allowed_values() -> None:
     message = errors_for("rollout.engine=vlm")
-    assert "rollout.engine: 'vlm' is not one of 'torch', 'vllm'" in message
+    assert "rollout.engine: 'vlm' is not one of 'vllm', 'torch'" in message
     assert "did you mean 'vllm'" in message
 
 
