@@ -82,6 +82,7 @@ class VLLMEngine:
         )
         self.weight_version = 0
         self.last_sync_s: float | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None  # the start checkpoint of `from_state`
 
     @classmethod
     def from_state(

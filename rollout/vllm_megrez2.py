@@ -182,7 +182,6 @@ class MegrezMoeDecoderLayer(nn.Module):
         self,
         config: PretrainedConfig,
         native: Megrez2Config,
-        layer_id: int,
         bank: RoutedExperts | None,
         cache_config: Any,
         prefix: str,
@@ -236,9 +235,7 @@ class MegrezMoeModel(nn.Module):
                     banks[leader].requires_grad_(False)
                 bank = banks[leader]
             layers.append(
-                MegrezMoeDecoderLayer(
-                    config, native, i, bank, vllm_config.cache_config, f"{prefix}.layers.{i}"
-                )
+                MegrezMoeDecoderLayer(config, native, bank, vllm_config.cache_config, f"{prefix}.layers.{i}")
             )
         self.layers = nn.ModuleList(layers)
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
