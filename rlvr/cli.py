@@ -117,6 +117,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from rlvr.data.build import DataBuildConfig, build
+
+    config = load_recipe(args.recipe, args.overrides, schema=DataBuildConfig)
+    card = build(config)
+    print(f"wrote {card['output_rows']} prompts to {config.output_dir} (prompts.parquet, data_card.md/.json)")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlvr.plot import plot_run
 
@@ -188,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", help="run directory holding metrics.jsonl (and eval*.json)")
     plot.add_argument("--out", help="output folder; default RUN_DIR/plots")
     plot.set_defaults(func=cmd_plot)
+
+    data = commands.add_parser("data", help="build prompt sets").add_subparsers(
+        dest="data_command", required=True
+    )
+    data_build = data.add_parser(
+        "build", help="build a verified, difficulty-balanced prompt set from a recipe"
+    )
+    data_build.add_argument("recipe", help="YAML data recipe, e.g. recipes/data.yaml")
+    data_build.add_argument("overrides", nargs="*", help="dotted overrides such as difficulty.k=4")
+    data_build.set_defaults(func=cmd_data_build)
     return parser
 
 

@@ -237,8 +237,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return raw
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
-    """Read a YAML recipe, apply `key.path=value` overrides, and validate it into a `RecipeConfig`."""
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), schema: type[Any] | None = None) -> Any:
+    """Read a YAML recipe, apply `key.path=value` overrides, and validate it into a `RecipeConfig` (or the
+    given schema, e.g. the dataset builder's)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe {str(path)!r} does not exist")
@@ -248,14 +249,15 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
         raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {str(path)!r} must be a mapping of sections, got {type(raw).__name__}")
-    return validate_recipe(apply_overrides(raw, overrides), source=str(path))
+    return validate_recipe(apply_overrides(raw, overrides), source=str(path), schema=schema)
 
 
-def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> RecipeConfig:
+def validate_recipe(raw: dict[str, Any], source: str = "recipe", schema: type[Any] | None = None) -> Any:
+    schema = schema or RecipeConfig
     try:
-        return RecipeConfig.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
-        problems = [describe_error(RecipeConfig, err) for err in exc.errors()]
+        problems = [describe_error(schema, err) for err in exc.errors()]
         raise RecipeError(f"{source}: {len(problems)} problem(s)\n  " + "\n  ".join(problems)) from None
 
 

@@ -1,0 +1,292 @@
+"""`rlvr data build RECIPE`: the verified, difficulty-balanced RL prompt set.
+
+    sources -> multiple choice to open-ended -> verifiability filter -> dedupe -> decontaminate
+            -> difficulty (pass@k with the current model) -> balance -> parquet/jsonl + data card
+
+Stages 1-3 run per row with HF `datasets.map` (`num_proc` workers, memory-mapped Arrow, so a million input
+rows stay within memory bounds); dedupe and decontamination need all rows and run in one process. Every row
+that leaves the pipeline gets a reason, counted per stage, reason and source in the data card.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rlvr.config import Section
+from rlvr.data import dedup, difficulty
+from rlvr.data.filters import filter_verifiable, to_open_ended
+from rlvr.data.sources import adapt_record, adapter_for, data_format
+
+
+class SourceConfig(Section):
+    name: str = Field(description="source name; prefixes row ids and labels the data card")
+    path: str | list[str] = Field(description="local jsonl/json/parquet/csv file(s), or a hub dataset name")
+    adapter: Literal["gsm8k", "math", "aqua", "mmlu", "generic"] = Field(description="how to read a record")
+    split: str = Field("train", description="split of a hub dataset")
+    verifier: str = Field("math", description="verifier spec for this source's answers")
+    limit: int | None = Field(None, ge=1, description="read at most this many rows")
+    question_field: str | None = Field(None, description="generic adapter: the question")
+    answer_field: str | None = Field(None, description="generic adapter: the gold (or the correct letter)")
+    choices_field: str | None = Field(
+        None, description="generic adapter: the options of a multiple-choice item"
+    )
+    letter_field: str | None = Field(
+        None, description="generic adapter: the correct letter, if not answer_field"
+    )
+
+
+class EvalSetConfig(Section):
+    path: str = Field(description="evaluation prompts to decontaminate against (jsonl/json/parquet/csv)")
+    field: str = Field("question", description="the field holding the prompt text")
+
+
+class DifficultyConfig(Section):
+    enabled: bool = Field(True, description="estimate pass@k and balance; false keeps every verified row")
+    model: str | None = Field(None, description="checkpoint folder of the current model")
+    preset: Literal["tiny", "small"] | None = Field(None, description="random-weight preset (tests, CPU)")
+    engine: Literal["vllm", "torch"] = Field("vllm", description="rollout engine")
+    k: int = Field(8, ge=1, description="attempts per prompt at temperature 1.0")
+    max_new_tokens: int = Field(512, ge=1, description="response cap")
+    chunk_size: int = Field(256, ge=1, description="rows per checkpointed chunk")
+    pass_table: str | None = Field(
+        None, description="jsonl of {id, solved}: use instead of running the model"
+    )
+    max_solve_rate: float = Field(0.99, ge=0, le=1, description="exclude items solved more often (simple)")
+    unsolved_fraction: float = Field(0.5, ge=0, le=1, description="target fraction solved in none of k")
+    target_size: int = Field(60000, ge=1, description="rows in the final set")
+
+
+class DataBuildConfig(Section):
+    output_dir: str = Field("data/rlvr_prompts", description="output folder")
+    seed: int = Field(0, description="sampling seed")
+    num_proc: int = Field(2, ge=1, description="datasets.map workers")
+    jsonl: bool = Field(False, description="also write prompts.jsonl")
+    limit_per_source: int | None = Field(None, ge=1, description="read at most this many rows of each source")
+    sources: list[SourceConfig] = Field(description="input datasets")
+    decontaminate: list[EvalSetConfig] = Field(default_factory=list, description="evaluation sets")
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0, le=1, description="MinHash Jaccard for near duplicates"
+    )
+    difficulty: DifficultyConfig = DifficultyConfig()
+
+
+def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -> Any:
+    """Stage 1: a `datasets.Dataset` of candidates in `CANDIDATE_COLUMNS`."""
+    import datasets
+
+    paths = [source.path] if isinstance(source.path, str) else list(source.path)
+    local = all(Path(p).exists() for p in paths)
+    if local:
+        raw = datasets.load_dataset(data_format(paths), data_files=paths, split="train")
+    elif len(paths) == 1 and not any(Path(p).suffix for p in paths):
+        raw = datasets.load_dataset(paths[0], split=source.split)  # the hub: needs network access
+    else:
+        missing = [p for p in paths if not Path(p).exists()]
+        raise FileNotFoundError(f"source {source.name!r}: no such file(s) {missing}")
+    limit = min(x for x in (source.limit, limit, len(raw)) if x is not None)
+    if limit < len(raw):
+        raw = raw.select(range(limit))
+    adapter = adapter_for(source.adapter, source.model_dump())
+
+    def adapt(record: dict[str, Any], index: int) -> dict[str, Any]:
+        return adapt_record(record, index, source.name, adapter, source.verifier)
+
+    return raw.map(adapt, with_indices=True, remove_columns=raw.column_names, num_proc=_procs(raw, num_proc))
+
+
+def _procs(ds: Any, num_proc: int) -> int | None:
+    return num_proc if num_proc > 1 and len(ds) >= 1000 else None
+
+
+def _count(rows: list[dict[str, Any]] | Any, stage: str, card: dict[str, Any]) -> None:
+    reasons = Counter((r["source"], r["drop"]) for r in rows if r["drop"])
+    for (source, reason), n in sorted(reasons.items()):
+        card["dropped"].append({"stage": stage, "source": source, "reason": reason, "rows": n})
+
+
+def build(config: DataBuildConfig, solve: difficulty.SolveFn | None = None) -> dict[str, Any]:
+    """Runs the pipeline; returns the data card (also written to the output folder). `solve` overrides how
+    difficulty is measured (tests); by default it comes from `config.difficulty`."""
+    import datasets
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    card: dict[str, Any] = {"stages": [], "dropped": [], "seconds": {}}
+
+    def stage(name: str, rows: int, t0: float) -> None:
+        card["stages"].append({"stage": name, "rows_out": rows})
+        card["seconds"][name] = round(time.perf_counter() - t0, 2)
+
+    t0 = time.perf_counter()
+    parts = [read_source(s, config.num_proc, config.limit_per_source) for s in config.sources]
+    ds = datasets.concatenate_datasets(parts)
+    card["input_rows"] = {s.name: len(p) for s, p in zip(config.sources, parts, strict=True)}
+    _count(ds.filter(lambda r: r["drop"] != "").to_list(), "read", card)
+    stage("read", sum(1 for d in ds["drop"] if not d), t0)
+
+    t0 = time.perf_counter()
+    ds = ds.map(to_open_ended, num_proc=_procs(ds, config.num_proc))
+    card["multiple_choice_converted"] = sum(
+        1 for c, d in zip(ds["choices"], ds["drop"], strict=True) if c and not d
+    )
+    ds = ds.map(filter_verifiable, num_proc=_procs(ds, config.num_proc))
+    dropped = ds.filter(lambda r: r["drop"] != "" and not r["drop"].startswith("malformed"))
+    for row_stage, test in (("open_ended", "mc_"), ("verifiable", "")):
+        rows = (
+            [r for r in dropped.to_list() if r["drop"].startswith(test) == (test != "")]
+            if test
+            else [r for r in dropped.to_list() if not r["drop"].startswith("mc_")]
+        )
+        _count(rows, row_stage, card)
+    rows = ds.filter(lambda r: r["drop"] == "").to_list()
+    stage("verifiable", len(rows), t0)
+
+    t0 = time.perf_counter()
+    seen: dict[str, str] = {}
+    kept = []
+    for row in rows:
+        key = dedup.text_hash(row["prompt"])
+        if key in seen:
+            row["drop"] = "exact_duplicate"
+        else:
+            seen[key] = row["id"]
+            kept.append(row)
+    near = dedup.near_duplicates([r["prompt"] for r in kept], config.near_duplicate_threshold)
+    for i in near:
+        kept[i]["drop"] = "near_duplicate"
+    _count(rows, "dedupe", card)
+    rows = [r for r in kept if not r["drop"]]
+    stage("dedupe", len(rows), t0)
+
+    t0 = time.perf_counter()
+    eval_texts = []
+    for eval_set in config.decontaminate:
+        ds_eval = datasets.load_dataset(
+            data_format([eval_set.path]), data_files=[eval_set.path], split="train"
+        )
+        eval_texts += [str(x) for x in ds_eval[eval_set.field]]
+    contamination = dedup.Contamination(eval_texts)
+    for row in rows:
+        if contamination.hit(row["prompt"]):
+            row["drop"] = "contaminated"
+    _count(rows, "decontaminate", card)
+    rows = [r for r in rows if not r["drop"]]
+    stage("decontaminate", len(rows), t0)
+
+    d = config.difficulty
+    if d.enabled:
+        t0 = time.perf_counter()
+        solve = solve or solver(d)
+        solved, chunks = difficulty.estimate(rows, solve, d.k, out, d.chunk_size)
+        card["difficulty_chunks"] = chunks
+        for row in rows:
+            row["solved"] = solved[row["id"]]
+        card["solve_histogram"] = dict(sorted(Counter(r["solved"] for r in rows).items()))
+        stage("difficulty", len(rows), t0)
+        t0 = time.perf_counter()
+        rows, card["balance"] = difficulty.balance(
+            rows, d.k, d.target_size, d.unsolved_fraction, d.max_solve_rate, config.seed
+        )
+        stage("balance", len(rows), t0)
+    card["output_rows"] = len(rows)
+    card["output_by_source"] = dict(sorted(Counter(r["source"] for r in rows).items()))
+    card["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    card["seconds"]["total"] = round(time.perf_counter() - start, 2)
+    write_outputs(rows, out, config, card)
+    return card
+
+
+def output_row(row: dict[str, Any], k: int | None) -> dict[str, Any]:
+    meta = json.loads(row["meta"])
+    if row["choices"]:
+        meta = {**meta, "mc_letter": row["letter"], "mc_options": row["choices"]}
+    out = {k_: row[k_] for k_ in ("id", "prompt", "answer", "verifier", "source")}
+    out["meta"] = json.dumps(meta, ensure_ascii=False)
+    if k is not None and "solved" in row:
+        out.update(solved=row["solved"], k=k, pass_rate=row["solved"] / k)
+    return out
+
+
+def write_outputs(
+    rows: list[dict[str, Any]], out: Path, config: DataBuildConfig, card: dict[str, Any]
+) -> None:
+    import datasets
+
+    k = config.difficulty.k if config.difficulty.enabled else None
+    table = [output_row(r, k) for r in rows]
+    datasets.Dataset.from_list(table).to_parquet(str(out / "prompts.parquet"))
+    if config.jsonl:
+        with (out / "prompts.jsonl").open("w") as f:
+            for row in table:
+                f.write(json.dumps({**row, "meta": json.loads(row["meta"])}, ensure_ascii=False) + "\n")
+    (out / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / "data_card.md").write_text(card_markdown(card))
+    if "solve_histogram" in card:
+        _histogram(card["solve_histogram"], k or 1, out / "solve_rate.png")
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    lines = ["# Data card", "", f"Output: **{card['output_rows']}** prompts.", "", "## Rows per stage", ""]
+    lines += ["| stage | rows out | seconds |", "|---|---|---|"]
+    lines += [
+        f"| {s['stage']} | {s['rows_out']} | {card['seconds'].get(s['stage'], '')} |" for s in card["stages"]
+    ]
+    lines += ["", "## Input rows per source", "", "| source | rows |", "|---|---|"]
+    lines += [f"| {name} | {n} |" for name, n in card["input_rows"].items()]
+    lines += ["", "## Dropped rows", "", "| stage | source | reason | rows |", "|---|---|---|---|"]
+    lines += [f"| {d['stage']} | {d['source']} | {d['reason']} | {d['rows']} |" for d in card["dropped"]]
+    if "solve_histogram" in card:
+        lines += ["", "## Solved of k (before balancing)", "", "| solved | prompts |", "|---|---|"]
+        lines += [f"| {s} | {n} |" for s, n in card["solve_histogram"].items()]
+        lines += ["", "## Balance", "", "```", json.dumps(card["balance"], indent=2), "```"]
+    lines += ["", "## Output per source", "", "| source | rows |", "|---|---|"]
+    lines += [f"| {name} | {n} |" for name, n in card["output_by_source"].items()]
+    lines += ["", f"Peak RSS {card['peak_rss_mb']} MB; {card['seconds']['total']} s in all.", ""]
+    return "\n".join(lines)
+
+
+def _histogram(histogram: dict[Any, int], k: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    keys = sorted(int(x) for x in histogram)
+    ax.bar(keys, [histogram[x] if x in histogram else histogram[str(x)] for x in keys])
+    ax.set_xlabel(f"solved of {k}")
+    ax.set_ylabel("prompts")
+    ax.set_title("difficulty before balancing")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def solver(d: DifficultyConfig) -> difficulty.SolveFn:
+    """How stage 6 measures pass@k: a table given in the recipe, or the model through Ray actors."""
+    if d.pass_table:
+        table = {}
+        for line in Path(d.pass_table).read_text().splitlines():
+            item = json.loads(line)
+            table[item["id"]] = int(item["solved"])
+
+        def lookup(rows: list[dict[str, Any]]) -> list[int]:
+            missing = [r["id"] for r in rows if r["id"] not in table]
+            if missing:
+                raise ValueError(
+                    f"difficulty.pass_table has no entry for {missing[:5]} ({len(missing)} rows)"
+                )
+            return [table[r["id"]] for r in rows]
+
+        return lookup
+    from rlvr.data.pass_at_k import RayPassAtK
+
+    return RayPassAtK(d)

@@ -1,0 +1,65 @@
+"""pass@k of prompts with the current model, through a `RolloutWorker` and `VerifierWorker`s on Ray: the
+difficulty measurement of the dataset builder (stage 6)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+import torch
+
+from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.tokenizer import load_tokenizer
+from rollout.worker import RolloutWorker
+from verifiers.ray_worker import VerifierWorker
+
+
+class RayPassAtK:
+    """Callable: rows -> how many of k samples at temperature 1.0 the row's verifier accepts."""
+
+    def __init__(self, d: Any, seed: int = 0) -> None:
+        if not (d.model or d.preset):
+            raise ValueError("difficulty needs `model` (a checkpoint folder), `preset`, or `pass_table`")
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS", "local"))
+        if d.model:
+            state = Megrez2ForCausalLM.from_pretrained(d.model).state_dict()
+            config = Megrez2Config.from_json(f"{d.model}/config.json")
+        else:
+            config = Megrez2Config.preset(d.preset)
+            torch.manual_seed(seed)
+            state = Megrez2ForCausalLM(config).state_dict()
+        self.tokenizer = load_tokenizer(d.model)
+        self.k, self.max_new_tokens, self.seed = d.k, d.max_new_tokens, seed
+        options = {"seed": seed} if d.engine == "vllm" else {}
+        self.worker = RolloutWorker.options(num_cpus=1).remote(
+            d.engine, config, state, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, options=options
+        )
+        self.verifiers: dict[str, Any] = {}
+        self.calls = 0
+
+    def _verifier(self, spec: str) -> Any:
+        if spec not in self.verifiers:
+            self.verifiers[spec] = VerifierWorker.options(num_cpus=1).remote(verifier=spec, num_workers=1)
+        return self.verifiers[spec]
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[int]:
+        self.calls += 1
+        prompts = [self.tokenizer.encode(r["prompt"]) for r in rows]
+        rollouts = ray.get(
+            self.worker.generate.remote(
+                prompts, self.k, self.max_new_tokens, 1.0, self.seed * 1_000_003 + self.calls
+            )
+        )
+        solved = [0] * len(rows)
+        by_verifier: dict[str, list[tuple[int, tuple[str, str, None]]]] = {}
+        for r in rollouts:
+            row = rows[r.prompt_index]
+            item = (self.tokenizer.decode(r.response_ids), row["answer"], None)
+            by_verifier.setdefault(row["verifier"], []).append((r.prompt_index, item))
+        for spec, items in by_verifier.items():
+            results = ray.get(self._verifier(spec).verify_batch.remote([item for _, item in items]))
+            for (index, _), result in zip(items, results, strict=True):
+                solved[index] += int(result.correct)
+        return solved

@@ -1,0 +1,171 @@
+"""Dataset builder, stage 1: source datasets -> candidate rows in one schema.
+
+A candidate is a plain dict (so HF `datasets` can stream and `map` it with `num_proc`):
+
+    id, prompt, answer, verifier, source   the prompt-set schema (answer "" for a multiple-choice item until
+                                           stage 3 turns the correct option into it)
+    choices (list[str]), letter (str)      multiple-choice items only: the options without their labels and
+                                           the correct letter
+    meta (str)                             the original record as JSON, kept all the way to the output
+    drop (str)                             "" or the reason this row leaves the pipeline
+
+Adapters are pure functions of one record. A record an adapter cannot read (missing or wrong-typed field) is
+not an exception: it becomes a row with `drop = "malformed: ..."`, counted in the data card.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from verifiers.extract import last_boxed
+
+CANDIDATE_COLUMNS = ("id", "prompt", "answer", "verifier", "source", "choices", "letter", "meta", "drop")
+LETTERS = "ABCDEFGHIJ"
+_OPTION_LABEL = re.compile(r"^\s*\(?([A-Ja-j])\s*[).:]\s*")
+
+
+def candidate(
+    source: str,
+    index: int,
+    record: dict[str, Any],
+    prompt: Any = "",
+    answer: Any = "",
+    verifier: str = "math",
+    choices: list[str] | None = None,
+    letter: str = "",
+    drop: str = "",
+) -> dict[str, Any]:
+    return {
+        "id": f"{source}-{index}",
+        "prompt": str(prompt or "").strip(),
+        "answer": str(answer if answer is not None else "").strip(),
+        "verifier": verifier,
+        "source": source,
+        "choices": list(choices or []),
+        "letter": letter,
+        "meta": json.dumps(dict(record), ensure_ascii=False, default=str),
+        "drop": drop,
+    }
+
+
+def _text(record: dict[str, Any], field: str) -> str:
+    value = record.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"field {field!r} missing or not a non-empty string")
+    return value
+
+
+def gsm8k(record: dict[str, Any]) -> dict[str, Any]:
+    """GSM8K: the gold is what follows `####` in the worked answer, commas removed."""
+    solution = _text(record, "answer")
+    if "####" not in solution:
+        raise ValueError("answer has no '#### <final answer>' line")
+    return {
+        "prompt": _text(record, "question"),
+        "answer": solution.split("####")[-1].strip().replace(",", ""),
+    }
+
+
+def math(record: dict[str, Any]) -> dict[str, Any]:
+    """MATH: the gold is the last `\\boxed{}` of the solution (or the `answer` field where there is one)."""
+    answer = record.get("answer")
+    if not isinstance(answer, str) or not answer.strip():
+        answer = last_boxed(_text(record, "solution")) or ""
+    return {"prompt": _text(record, "problem"), "answer": answer}
+
+
+def strip_option_label(option: str) -> str:
+    """`C)25` -> `25`, `(b) 7 km` -> `7 km`."""
+    return _OPTION_LABEL.sub("", option, count=1).strip()
+
+
+def aqua(record: dict[str, Any]) -> dict[str, Any]:
+    """AQuA-RAT: five labelled options (`A)125`) and the correct letter."""
+    options = record.get("options")
+    if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
+        raise ValueError("field 'options' missing or not a list of strings")
+    letter = _text(record, "correct").strip().upper()
+    return {
+        "prompt": _text(record, "question"),
+        "choices": [strip_option_label(o) for o in options],
+        "letter": letter,
+    }
+
+
+def mmlu(record: dict[str, Any]) -> dict[str, Any]:
+    """MMLU: four unlabelled choices and the correct letter."""
+    choices = record.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("field 'choices' missing or not a list")
+    return {
+        "prompt": _text(record, "question"),
+        "choices": [str(c).strip() for c in choices],
+        "letter": _text(record, "answer").strip().upper(),
+    }
+
+
+def generic(mapping: dict[str, str | None]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An adapter from a recipe's field mapping: `question_field`, `answer_field`, and for multiple choice
+    `choices_field` plus either `answer_field` holding the letter or `letter_field`."""
+    question, answer = mapping.get("question_field") or "question", mapping.get("answer_field")
+    choices_field, letter_field = mapping.get("choices_field"), mapping.get("letter_field")
+
+    def adapt(record: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompt": _text(record, question)}
+        if choices_field:
+            options = record.get(choices_field)
+            if not isinstance(options, list) or not options:
+                raise ValueError(f"field {choices_field!r} missing or not a list")
+            out["choices"] = [strip_option_label(str(o)) for o in options]
+            out["letter"] = _text(record, letter_field or answer or "answer").strip().upper()
+        else:
+            value = record.get(answer or "answer")
+            if value is None or not str(value).strip():
+                raise ValueError(f"field {answer or 'answer'!r} missing or empty")
+            out["answer"] = str(value)
+        return out
+
+    return adapt
+
+
+ADAPTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "gsm8k": gsm8k,
+    "math": math,
+    "aqua": aqua,
+    "mmlu": mmlu,
+}
+
+
+def adapter_for(name: str, mapping: dict[str, str | None] | None = None) -> Callable[..., dict[str, Any]]:
+    if name == "generic":
+        return generic(mapping or {})
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown adapter {name!r}; allowed: {', '.join([*ADAPTERS, 'generic'])}")
+    return ADAPTERS[name]
+
+
+def adapt_record(
+    record: dict[str, Any], index: int, source: str, adapter: Callable[..., dict[str, Any]], verifier: str
+) -> dict[str, Any]:
+    """One source record -> one candidate (a malformed record -> a candidate with its drop reason)."""
+    try:
+        fields = adapter(record)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return candidate(source, index, record, drop=f"malformed: {exc}")
+    return candidate(source, index, record, verifier=verifier, **fields)
+
+
+def data_format(paths: list[str]) -> str:
+    """The `datasets` builder for local files: json (jsonl, json, .gz), parquet or csv."""
+    suffixes = {"".join(s for s in Path(p).suffixes if s != ".gz") for p in paths}
+    if suffixes <= {".jsonl", ".json"}:
+        return "json"
+    if suffixes == {".parquet"}:
+        return "parquet"
+    if suffixes == {".csv"}:
+        return "csv"
+    raise ValueError(f"cannot mix or read file types {sorted(suffixes)}; use jsonl/json/parquet/csv")

@@ -1,0 +1,256 @@
+"""The dataset builder on the public data beside the repository: conversion, filtering, dedupe,
+decontamination, balancing and resumable difficulty."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rlvr.config import RecipeError, load_recipe
+from rlvr.data import dedup, difficulty
+from rlvr.data.build import DataBuildConfig, SourceConfig, build, read_source
+from rlvr.data.filters import (
+    OPTION_DEPENDENT_STEM,
+    filter_verifiable,
+    option_answer,
+    to_open_ended,
+    verifiability_reason,
+)
+from rlvr.data.sources import LETTERS, strip_option_label
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def converted(shared_data: Path, name: str, adapter: str, path: str | list[str]) -> list[dict]:
+    ds = read_source(SourceConfig(name=name, path=path, adapter=adapter), num_proc=1)
+    return [filter_verifiable(to_open_ended(r)) for r in ds.to_list()]
+
+
+def test_aqua_items_become_open_ended_with_the_correct_options_content(shared_data: Path) -> None:
+    assert option_answer("25") == "25" and strip_option_label("C)25") == "25"
+    assert option_answer("Rs. 1,250") == "1250" and option_answer("12 km/hr") == "12"
+    rows = converted(shared_data, "aqua", "aqua", [str(shared_data / "aqua_rat_dev.jsonl")])
+    kept = [r for r in rows if not r["drop"]]
+    assert len(kept) > 150  # most AQuA items survive
+    for row in random.Random(0).sample(kept, 40):
+        original = json.loads(row["meta"])
+        option = original["options"][LETTERS.index(original["correct"])]  # e.g. "C)25"
+        assert option.startswith(original["correct"] + ")")
+        content = option.split(")", 1)[1]
+        assert row["answer"] == option_answer(content) and row["answer"].rstrip("%") in content.replace(
+            ",", ""
+        )
+        assert row["prompt"] == original["question"].strip()  # the stem, without its options
+
+
+def test_option_dependent_mmlu_stems_are_dropped_with_their_reason(shared_data: Path) -> None:
+    rows = converted(shared_data, "mmlu", "mmlu", str(shared_data / "mmlu.jsonl.gz"))
+    which = [r for r in rows if "which of the following" in r["prompt"].lower()]
+    assert len(which) > 1000
+    assert all(r["drop"] == "mc_option_dependent_stem" for r in which)
+    reasons = {r["drop"] for r in rows}
+    assert {"mc_options_refer_to_each_other", "mc_option_not_an_answer"} <= reasons
+    kept = [r for r in rows if not r["drop"]]
+    assert kept and not any(OPTION_DEPENDENT_STEM.search(r["prompt"]) for r in kept)
+
+
+def test_unverifiable_math_answers_are_filtered_with_reasons(shared_data: Path) -> None:
+    assert verifiability_reason("\\text{even}", "Is f even or odd?", "math") == "text_answer"
+    assert verifiability_reason("x = 1 and x = 2", "Solve", "math") == "multi_part"
+    assert verifiability_reason("", "Prove that n^2 >= n.", "math") == "no_answer"
+    assert verifiability_reason("\\frac{\\sqrt{3}}{2}", "Compute sin 60°.", "math") == ""
+    assert verifiability_reason("x" * 60, "Simplify", "math") == "long_answer"
+    rows = converted(shared_data, "math", "math", str(shared_data / "math_train.jsonl"))
+    reasons: dict[str, int] = {}
+    for r in rows:
+        reasons[r["drop"]] = reasons.get(r["drop"], 0) + 1
+    assert reasons[""] > 10_000  # most of MATH is checkable
+    assert reasons.get("text_answer", 0) > 20 and reasons.get("long_answer", 0) > 5
+    for r in rows:
+        if r["drop"] == "text_answer":
+            assert any(c.isalpha() for c in r["answer"])
+
+
+def test_near_duplicates_and_exact_normalised_duplicates() -> None:
+    base = (
+        "A farmer has 12 cows and buys 7 more at the market on Tuesday. Each cow gives 9 litres of milk a "
+        "day, and he sells the milk for 2 dollars a litre to the dairy in the village next to his farm. "
+        "How much money does he make from the milk in one week if he keeps 10 litres a day for his family?"
+    )
+    texts = [base, base.replace("Tuesday", "Monday"), "What is the derivative of sin(x) with respect to x?"]
+    assert dedup.near_duplicates(texts, threshold=0.7) == {1: 0}  # Jaccard of the 5-gram sets: 0.86
+    assert dedup.text_hash("How many  cows?") == dedup.text_hash("how many cows")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_build_decontaminates_a_planted_test_question_and_counts_malformed_rows(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    test_question = json.loads((shared_data / "gsm8k_test.jsonl").read_text().splitlines()[5])["question"]
+    own = [
+        {"q": "What is 17 + 25?", "a": "42"},
+        {"q": test_question, "a": "7"},  # planted: an evaluation question
+        {"q": "What is 6 * 7?", "a": "42"},
+        {"a": "5"},  # malformed: no question
+    ]
+    config = DataBuildConfig(
+        output_dir=str(tmp_path / "out"),
+        num_proc=1,
+        sources=[
+            SourceConfig(
+                name="own",
+                path=write_jsonl(tmp_path / "own.jsonl", own),
+                adapter="generic",
+                question_field="q",
+                answer_field="a",
+            )
+        ],
+        decontaminate=[{"path": str(shared_data / "gsm8k_test.jsonl"), "field": "question"}],
+        difficulty={"enabled": False},
+        jsonl=True,
+    )
+    card = build(config)
+    out = [json.loads(x) for x in (tmp_path / "out/prompts.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in out] == ["What is 17 + 25?", "What is 6 * 7?"]
+    dropped = {(d["stage"], d["reason"].split(":")[0]): d["rows"] for d in card["dropped"]}
+    assert dropped == {("decontaminate", "contaminated"): 1, ("read", "malformed"): 1}
+    assert (tmp_path / "out/data_card.md").read_text().count("contaminated") == 1
+    assert (tmp_path / "out/prompts.parquet").exists()
+
+
+def pass_table_rows(n: int, k: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    sources = ["gsm8k", "math", "aqua"]
+    # a skewed pool: 25% never solved, 15% always solved, the rest in between
+    rows = []
+    for i in range(n):
+        u = rng.random()
+        solved = 0 if u < 0.25 else k if u > 0.85 else rng.randint(1, k - 1)
+        rows.append({"id": f"r{i}", "source": sources[i % 3], "solved": solved})
+    return rows
+
+
+def test_balancing_reaches_the_target_fraction_at_2000_items() -> None:
+    k = 8
+    rows = pass_table_rows(5000, k)
+    chosen, report = difficulty.balance(rows, k, target_size=2000, unsolved_fraction=0.5, seed=3)
+    assert len(chosen) == 2000 and not report["short_of_target"]
+    fraction = sum(r["solved"] == 0 for r in chosen) / len(chosen)
+    assert abs(fraction - 0.5) <= 0.02
+    assert all(r["solved"] < k for r in chosen)  # simple items (solved k/k) excluded
+    by_source = {s: sum(r["source"] == s for r in chosen) for s in ("gsm8k", "math", "aqua")}
+    assert max(by_source.values()) - min(by_source.values()) < 60  # stratified: sources stay balanced
+    again, _ = difficulty.balance(rows, k, target_size=2000, unsolved_fraction=0.5, seed=3)
+    assert [r["id"] for r in again] == [r["id"] for r in chosen]  # deterministic given the seed
+    # too few unsolved items for the target: the set shrinks, the fraction holds
+    few, report = difficulty.balance(rows[:1000], k, target_size=2000, unsolved_fraction=0.5)
+    assert report["short_of_target"] and abs(report["unsolved_fraction"] - 0.5) <= 0.02
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_difficulty_resumes_after_an_interruption_without_redoing_chunks(tmp_path: Path) -> None:
+    rows = [{"id": f"r{i}", "source": "s"} for i in range(50)]
+    calls: list[list[str]] = []
+    die_at = [3]
+
+    def solve(chunk: list[dict]) -> list[int]:
+        calls.append([r["id"] for r in chunk])
+        if len(calls) == die_at[0]:
+            raise Interrupted  # the first build dies in its third chunk
+        return [int(r["id"][1:]) % 5 for r in chunk]
+
+    with pytest.raises(Interrupted):
+        difficulty.estimate(rows, solve, k=4, work_dir=tmp_path, chunk_size=10)
+    assert len(calls) == 3
+    calls.clear()
+    die_at[0] = 0
+    solved, counts = difficulty.estimate(rows, solve, k=4, work_dir=tmp_path, chunk_size=10)
+    assert counts == {"chunks_done": 3, "chunks_skipped": 2}
+    assert calls[0][0] == "r20"  # started at the interrupted chunk
+    assert solved == {f"r{i}": i % 5 for i in range(50)}
+    with pytest.raises(ValueError, match="different build"):
+        difficulty.estimate(rows, solve, k=8, work_dir=tmp_path, chunk_size=10)
+
+
+def test_data_recipe_validates_and_names_bad_fields() -> None:
+    config = load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig)
+    assert [s.adapter for s in config.sources] == ["gsm8k", "math", "aqua", "mmlu"]
+    with pytest.raises(RecipeError, match="difficulty.kk"):
+        load_recipe(REPO / "recipes/data.yaml", ["difficulty.kk=3"], schema=DataBuildConfig)
+
+
+@pytest.mark.slow
+def test_build_measures_difficulty_with_the_tiny_model_on_ray(tmp_path: Path) -> None:
+    """Stage 6 for real: a RolloutWorker (torch engine, tiny random model) and a VerifierWorker on a local Ray
+    cluster sample k answers per prompt. A random model solves nothing, so every row is 0/k, the balance has
+    no partially solved pool and says so, and the output is empty rather than off-target."""
+    import ray
+
+    rows = [{"q": f"What is {i} + {i}?", "a": str(2 * i)} for i in range(12)]
+    config = DataBuildConfig(
+        output_dir=str(tmp_path / "out"),
+        num_proc=1,
+        sources=[
+            SourceConfig(
+                name="sums",
+                path=write_jsonl(tmp_path / "sums.jsonl", rows),
+                adapter="generic",
+                question_field="q",
+                answer_field="a",
+            )
+        ],
+        difficulty={"preset": "tiny", "engine": "torch", "k": 2, "max_new_tokens": 8, "chunk_size": 5},
+    )
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        card = build(config)
+    finally:
+        ray.shutdown()
+    assert card["difficulty_chunks"] == {"chunks_done": 3, "chunks_skipped": 0}
+    assert card["solve_histogram"] == {0: 12}
+    assert card["balance"]["pool_partially_solved"] == 0 and card["balance"]["short_of_target"]
+    assert (tmp_path / "out/solve_rate.png").exists()
+    assert len(list((tmp_path / "out/difficulty").glob("chunk_*.jsonl"))) == 3
+
+
+def test_build_balances_with_a_pass_table(tmp_path: Path) -> None:
+    rows = [{"q": f"What is {i} times 3?", "a": str(3 * i)} for i in range(400)]
+    table = [
+        {"id": f"t-{i}", "solved": 0 if i % 3 == 0 else (4 if i % 7 == 0 else 1 + i % 3)} for i in range(400)
+    ]
+    config = DataBuildConfig(
+        output_dir=str(tmp_path / "out"),
+        num_proc=1,
+        sources=[
+            SourceConfig(
+                name="t",
+                path=write_jsonl(tmp_path / "t.jsonl", rows),
+                adapter="generic",
+                question_field="q",
+                answer_field="a",
+            )
+        ],
+        near_duplicate_threshold=1.0,  # the synthetic stems differ in one number only
+        difficulty={"k": 4, "pass_table": write_jsonl(tmp_path / "table.jsonl", table), "target_size": 200},
+    )
+    card = build(config)
+    assert card["output_rows"] == 200 and card["balance"]["unsolved_fraction"] == 0.5
+    out = load_parquet(tmp_path / "out/prompts.parquet")
+    assert set(out[0]) >= {"id", "prompt", "answer", "verifier", "source", "meta", "solved", "k", "pass_rate"}
+    assert all(r["solved"] < 4 for r in out)
+
+
+def load_parquet(path: Path) -> list[dict]:
+    import datasets
+
+    return datasets.Dataset.from_parquet(str(path)).to_list()
