@@ -1,0 +1,88 @@
+"""Dataset-builder throughput: items/s per stage on all of the public data beside the repository.
+
+Runs stages 1-4 of `rlvr data build recipes/data.yaml` (read + adapt, multiple choice to open-ended +
+verifiability filter, dedupe, decontamination; difficulty needs a real model and is off) with `num_proc`
+workers, and reports rows in, rows out, seconds and items/s per stage plus the process's peak RSS.
+
+    python benchmarks/data.py [--num-proc 2]
+Results go to benchmarks/results/data.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and benchmarks/verifiers.py would shadow `verifiers`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from rlvr.config import load_recipe  # noqa: E402
+from rlvr.data.build import DataBuildConfig, build  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "data.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipe", default=str(REPO / "recipes/data.yaml"))
+    parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    os.chdir(REPO)  # the recipe's paths are relative to the repository
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_recipe(
+            args.recipe,
+            [f"output_dir={tmp}", "difficulty.enabled=false", f"num_proc={args.num_proc}"],
+            schema=DataBuildConfig,
+        )
+        card = build(config)
+    rows_in = sum(card["input_rows"].values())
+    table = []
+    for stage in card["stages"]:
+        seconds = card["seconds"][stage["stage"]]
+        table.append(
+            {
+                "stage": stage["stage"],
+                "rows_in": rows_in,
+                "rows_out": stage["rows_out"],
+                "seconds": seconds,
+                "items_per_s": rows_in / seconds if seconds else None,
+            }
+        )
+        rows_in = stage["rows_out"]
+    print(f"{'stage':<14} {'rows in':>8} {'rows out':>9} {'seconds':>8} {'items/s':>9}")
+    for r in table:
+        print(
+            f"{r['stage']:<14} {r['rows_in']:>8} {r['rows_out']:>9} {r['seconds']:>8.2f} "
+            f"{r['items_per_s'] or 0:>9.0f}"
+        )
+    print(f"total {card['seconds']['total']:.1f} s, peak RSS {card['peak_rss_mb']:.0f} MB")
+    dropped: dict[str, int] = {}
+    for d in card["dropped"]:
+        dropped[d["reason"].split(":")[0]] = dropped.get(d["reason"].split(":")[0], 0) + d["rows"]
+    result = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "num_proc": args.num_proc,
+        "input_rows": card["input_rows"],
+        "stages": table,
+        "dropped_by_reason": dropped,
+        "output_rows": card["output_rows"],
+        "output_by_source": card["output_by_source"],
+        "total_seconds": card["seconds"]["total"],
+        "peak_rss_mb": card["peak_rss_mb"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
