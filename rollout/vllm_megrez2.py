@@ -41,7 +41,7 @@ from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, 
 from vllm.model_executor.model_loader.weight_utils import default_weight_loader
 from vllm.sequence import IntermediateTensors
 
-from rlvr.model.megrez2 import Megrez2Config, RoutedExperts, route_tokens
+from rlvr.model.megrez2 import Megrez2Config, RoutedExperts, layer_banks, route_tokens
 from rollout.vllm_plugin import native_config
 
 
@@ -220,23 +220,15 @@ class MegrezMoeModel(nn.Module):
         self.embed_tokens = VocabParallelEmbedding(
             config.vocab_size, config.hidden_size, prefix=f"{prefix}.embed_tokens"
         )
-        banks: dict[int, RoutedExperts] = {}
-        layers = []
-        for i in range(native.num_hidden_layers):
-            bank = None
-            if native.is_moe_layer(i):
-                leader = native.group_leader(i)
-                if leader not in banks:
-                    banks[leader] = RoutedExperts(
-                        native.n_routed_experts, native.hidden_size, native.moe_intermediate_size
-                    )
-                    banks[leader].w_gate_up_E2FD.weight_loader = expert_weight_loader
-                    banks[leader].w_down_EDF.weight_loader = expert_weight_loader
-                    banks[leader].requires_grad_(False)
-                bank = banks[leader]
-            layers.append(
-                MegrezMoeDecoderLayer(config, native, bank, vllm_config.cache_config, f"{prefix}.layers.{i}")
-            )
+        banks = layer_banks(native)
+        for bank in {id(b): b for b in banks if b is not None}.values():
+            bank.w_gate_up_E2FD.weight_loader = expert_weight_loader
+            bank.w_down_EDF.weight_loader = expert_weight_loader
+            bank.requires_grad_(False)
+        layers = [
+            MegrezMoeDecoderLayer(config, native, bank, vllm_config.cache_config, f"{prefix}.layers.{i}")
+            for i, bank in enumerate(banks)
+        ]
         self.layers = nn.ModuleList(layers)
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 

@@ -90,6 +90,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def qa_config(tmp_path: Path, name: str, rows: list[dict], **fields: object) -> DataBuildConfig:
+    """A build of one generic source of {"q", "a"} records into tmp_path/out."""
+    source = SourceConfig(
+        name=name,
+        path=write_jsonl(tmp_path / f"{name}.jsonl", rows),
+        adapter="generic",
+        question_field="q",
+        answer_field="a",
+    )
+    return DataBuildConfig(output_dir=str(tmp_path / "out"), num_proc=1, sources=[source], **fields)
+
+
 def test_build_decontaminates_a_planted_test_question_and_counts_malformed_rows(
     shared_data: Path, tmp_path: Path
 ) -> None:
@@ -100,18 +112,10 @@ def test_build_decontaminates_a_planted_test_question_and_counts_malformed_rows(
         {"q": "What is 6 * 7?", "a": "42"},
         {"a": "5"},  # malformed: no question
     ]
-    config = DataBuildConfig(
-        output_dir=str(tmp_path / "out"),
-        num_proc=1,
-        sources=[
-            SourceConfig(
-                name="own",
-                path=write_jsonl(tmp_path / "own.jsonl", own),
-                adapter="generic",
-                question_field="q",
-                answer_field="a",
-            )
-        ],
+    config = qa_config(
+        tmp_path,
+        "own",
+        own,
         decontaminate=[{"path": str(shared_data / "gsm8k_test.jsonl"), "field": "question"}],
         difficulty={"enabled": False},
         jsonl=True,
@@ -197,18 +201,10 @@ def test_build_measures_difficulty_with_the_tiny_model_on_ray(tmp_path: Path) ->
     import ray
 
     rows = [{"q": f"What is {i} + {i}?", "a": str(2 * i)} for i in range(12)]
-    config = DataBuildConfig(
-        output_dir=str(tmp_path / "out"),
-        num_proc=1,
-        sources=[
-            SourceConfig(
-                name="sums",
-                path=write_jsonl(tmp_path / "sums.jsonl", rows),
-                adapter="generic",
-                question_field="q",
-                answer_field="a",
-            )
-        ],
+    config = qa_config(
+        tmp_path,
+        "sums",
+        rows,
         difficulty={"preset": "tiny", "engine": "torch", "k": 2, "max_new_tokens": 8, "chunk_size": 5},
     )
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
@@ -228,18 +224,10 @@ def test_build_balances_with_a_pass_table(tmp_path: Path) -> None:
     table = [
         {"id": f"t-{i}", "solved": 0 if i % 3 == 0 else (4 if i % 7 == 0 else 1 + i % 3)} for i in range(400)
     ]
-    config = DataBuildConfig(
-        output_dir=str(tmp_path / "out"),
-        num_proc=1,
-        sources=[
-            SourceConfig(
-                name="t",
-                path=write_jsonl(tmp_path / "t.jsonl", rows),
-                adapter="generic",
-                question_field="q",
-                answer_field="a",
-            )
-        ],
+    config = qa_config(
+        tmp_path,
+        "t",
+        rows,
         near_duplicate_threshold=1.0,  # the synthetic stems differ in one number only
         difficulty={"k": 4, "pass_table": write_jsonl(tmp_path / "table.jsonl", table), "target_size": 200},
     )

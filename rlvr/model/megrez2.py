@@ -643,6 +643,24 @@ class Block(nn.Module):
         return self.mlp(x_BTD, route) if self.is_moe else self.mlp(x_BTD)
 
 
+def layer_banks(config: Megrez2Config) -> list[RoutedExperts | None]:
+    """The expert bank of every layer: None for dense layers, and one `RoutedExperts` object per group of
+    `experts_shared_frequency` MoE layers, the same object at each of the group's layers."""
+    banks: dict[int, RoutedExperts] = {}
+    out: list[RoutedExperts | None] = []
+    for i in range(config.num_hidden_layers):
+        if not config.is_moe_layer(i):
+            out.append(None)
+            continue
+        leader = config.group_leader(i)
+        if leader not in banks:
+            banks[leader] = RoutedExperts(
+                config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+            )
+        out.append(banks[leader])
+    return out
+
+
 class Megrez2Model(nn.Module):
     """The trunk (official names `model.*`): embeddings, decoder layers, final norm."""
 
@@ -650,19 +668,8 @@ class Megrez2Model(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        banks: dict[int, RoutedExperts] = {}
-        layers = []
-        for i in range(config.num_hidden_layers):
-            bank = None
-            if config.is_moe_layer(i):
-                leader = config.group_leader(i)
-                if leader not in banks:
-                    banks[leader] = RoutedExperts(
-                        config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
-                    )
-                bank = banks[leader]
-            layers.append(Block(config, i, bank))
-        self.layers = nn.ModuleList(layers)
+        banks = layer_banks(config)
+        self.layers = nn.ModuleList(Block(config, i, bank) for i, bank in enumerate(banks))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, input_ids_BT: Tensor, ctx: _Context) -> tuple[Tensor, list[Tensor]]:
