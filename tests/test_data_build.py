@@ -20,6 +20,7 @@ from rlvr.data.filters import (
     verifiability_reason,
 )
 from rlvr.data.sources import LETTERS, strip_option_label
+from rlvr.data.synthesis import majority_answer, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,12 +207,17 @@ def test_build_measures_difficulty_with_the_tiny_model_on_ray(tmp_path: Path) ->
         "sums",
         rows,
         difficulty={"preset": "tiny", "engine": "torch", "k": 2, "max_new_tokens": 8, "chunk_size": 5},
+        synthesis={"enabled": True, "seeds": 4, "k": 2},
     )
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     try:
         card = build(config)
     finally:
         ray.shutdown()
+    # the random model's "new problems" are rejected with reasons (no majority answer, or nothing written)
+    synthesis = {d["reason"]: d["rows"] for d in card["dropped"] if d["stage"] == "synthesis"}
+    assert card["synthesized"] == 0 and sum(synthesis.values()) == 4
+    assert set(synthesis) <= {"synthesis_no_majority", "synthesis_empty"}
     assert card["difficulty_chunks"] == {"chunks_done": 3, "chunks_skipped": 0}
     assert card["solve_histogram"] == {0: 12}
     assert card["balance"]["pool_partially_solved"] == 0 and card["balance"]["short_of_target"]
@@ -242,3 +248,41 @@ def load_parquet(path: Path) -> list[dict]:
     import datasets
 
     return datasets.Dataset.from_parquet(str(path)).to_list()
+
+
+def test_majority_answer_needs_a_strict_majority() -> None:
+    assert majority_answer(["so \\boxed{12}", "\\boxed{12.0}", "\\boxed{13}"]) == ("12", 2)
+    assert majority_answer(["\\boxed{12}", "\\boxed{13}", "no answer", "\\boxed{14}"]) == (None, 1)
+    assert majority_answer(["\\boxed{1}", "\\boxed{2}"])[0] is None  # a tie is not a majority
+    assert majority_answer(["nothing", "\\boxed{"]) == (None, 0)
+
+
+def test_synthesized_problems_are_accepted_only_by_majority_and_then_filtered(tmp_path: Path) -> None:
+    """The acceptance rule with a scripted writer/solver in place of the model: problem 0's solutions agree,
+    problem 1's do not, the third seed's problem comes back empty, and problem 2's agreed answer is prose."""
+    scripts = {
+        "What is 2 + 2?": ("What is 3 + 5?", ["\\boxed{8}", "\\boxed{8}", "\\boxed{9}"]),
+        "What is 4 + 1?": ("What is 7 + 1?", ["\\boxed{8}", "\\boxed{6}", "\\boxed{7}"]),
+        "What is 9 + 9?": ("", []),
+        "Name a prime.": ("Name an even prime.", ["\\boxed{two only}"] * 3),
+    }
+    by_solve_prompt = {problem: sols for problem, sols in scripts.values() if problem}
+
+    def sample(texts: list[str], n: int) -> list[list[str]]:
+        out = []
+        for text in texts:
+            seed = next((q for q in scripts if q in text and "New problem" in text), None)
+            if seed is not None:
+                out.append([scripts[seed][0]] * n)
+            else:
+                problem = next(p for p in by_solve_prompt if text.startswith(p))
+                out.append(by_solve_prompt[problem][:n])
+        return out
+
+    seeds = [
+        {"id": f"s{i}", "prompt": q, "verifier": "math", "source": "seed"} for i, q in enumerate(scripts)
+    ]
+    rows, rejected = synthesize(seeds, sample, k=3)
+    assert [(r["prompt"], r["answer"]) for r in rows] == [("What is 3 + 5?", "8")]
+    assert json.loads(rows[0]["meta"])["seed_id"] == "s0" and rows[0]["source"] == "synthetic_seed"
+    assert rejected == {"synthesis_no_majority": 1, "synthesis_empty": 1, "synthesis_text_answer": 1}

@@ -11,9 +11,11 @@ that leaves the pipeline gets a reason, counted per stage, reason and source in 
 from __future__ import annotations
 
 import json
+import random
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +25,7 @@ from rlvr.config import Section
 from rlvr.data import dedup, difficulty
 from rlvr.data.filters import filter_verifiable, to_open_ended
 from rlvr.data.sources import adapt_record, adapter_for, data_format
+from rlvr.data.synthesis import DEFAULT_TEMPLATE, SampleFn, synthesize
 
 
 class SourceConfig(Section):
@@ -63,6 +66,14 @@ class DifficultyConfig(Section):
     target_size: int = Field(60000, ge=1, description="rows in the final set")
 
 
+class SynthesisConfig(Section):
+    enabled: bool = Field(False, description="have the model write new problems from seed items")
+    seeds: int = Field(1000, ge=1, description="seed items, drawn from the verified rows")
+    per_seed: int = Field(1, ge=1, description="new problems written per seed")
+    k: int = Field(4, ge=1, description="independent solutions per new problem; a strict majority must agree")
+    template: str = Field(DEFAULT_TEMPLATE, description="prompt that asks for a new problem; has {problem}")
+
+
 class DataBuildConfig(Section):
     output_dir: str = Field("data/rlvr_prompts", description="output folder")
     seed: int = Field(0, description="sampling seed")
@@ -74,6 +85,7 @@ class DataBuildConfig(Section):
     near_duplicate_threshold: float = Field(
         0.8, gt=0, le=1, description="MinHash Jaccard for near duplicates"
     )
+    synthesis: SynthesisConfig = SynthesisConfig()
     difficulty: DifficultyConfig = DifficultyConfig()
 
 
@@ -111,9 +123,11 @@ def _count(rows: list[dict[str, Any]] | Any, stage: str, card: dict[str, Any]) -
         card["dropped"].append({"stage": stage, "source": source, "reason": reason, "rows": n})
 
 
-def build(config: DataBuildConfig, solve: difficulty.SolveFn | None = None) -> dict[str, Any]:
-    """Runs the pipeline; returns the data card (also written to the output folder). `solve` overrides how
-    difficulty is measured (tests); by default it comes from `config.difficulty`."""
+def build(
+    config: DataBuildConfig, solve: difficulty.SolveFn | None = None, sample: SampleFn | None = None
+) -> dict[str, Any]:
+    """Runs the pipeline; returns the data card (also written to the output folder). `solve` and `sample`
+    replace the model for difficulty and synthesis; by default both use the model of `config.difficulty`."""
     import datasets
 
     out = Path(config.output_dir)
@@ -148,6 +162,26 @@ def build(config: DataBuildConfig, solve: difficulty.SolveFn | None = None) -> d
         _count(rows, row_stage, card)
     rows = ds.filter(lambda r: r["drop"] == "").to_list()
     stage("verifiable", len(rows), t0)
+
+    models: dict[str, Any] = {}  # the Ray model, started once for synthesis and difficulty
+
+    def model() -> Any:
+        if "ray" not in models:
+            from rlvr.data.pass_at_k import RayModel
+
+            models["ray"] = RayModel(config.difficulty, config.seed)
+        return models["ray"]
+
+    if config.synthesis.enabled:
+        t0 = time.perf_counter()
+        syn = config.synthesis
+        seeds = random.Random(config.seed).sample(rows, min(syn.seeds, len(rows)))
+        new_rows, rejected = synthesize(seeds, sample or model().sample, syn.k, syn.per_seed, syn.template)
+        for reason, n in sorted(rejected.items()):
+            card["dropped"].append({"stage": "synthesis", "source": "synthetic", "reason": reason, "rows": n})
+        rows += new_rows
+        card["synthesized"] = len(new_rows)
+        stage("synthesis", len(rows), t0)
 
     t0 = time.perf_counter()
     seen: dict[str, str] = {}
@@ -184,7 +218,7 @@ def build(config: DataBuildConfig, solve: difficulty.SolveFn | None = None) -> d
     d = config.difficulty
     if d.enabled:
         t0 = time.perf_counter()
-        solve = solve or solver(d)
+        solve = solve or solver(d, model)
         solved, chunks = difficulty.estimate(rows, solve, d.k, out, d.chunk_size)
         card["difficulty_chunks"] = chunks
         for row in rows:
@@ -270,7 +304,7 @@ def _histogram(histogram: dict[Any, int], k: int, path: Path) -> None:
     plt.close(fig)
 
 
-def solver(d: DifficultyConfig) -> difficulty.SolveFn:
+def solver(d: DifficultyConfig, model: Callable[[], difficulty.SolveFn]) -> difficulty.SolveFn:
     """How stage 6 measures pass@k: a table given in the recipe, or the model through Ray actors."""
     if d.pass_table:
         table = {}
@@ -287,6 +321,4 @@ def solver(d: DifficultyConfig) -> difficulty.SolveFn:
             return [table[r["id"]] for r in rows]
 
         return lookup
-    from rlvr.data.pass_at_k import RayPassAtK
-
-    return RayPassAtK(d)
+    return model()

@@ -1,5 +1,5 @@
-"""pass@k of prompts with the current model, through a `RolloutWorker` and `VerifierWorker`s on Ray: the
-difficulty measurement of the dataset builder (stage 6)."""
+"""The current model on Ray for the dataset builder: a `RolloutWorker` that samples completions (stage 5
+writes and solves new problems with it) and `VerifierWorker`s that score them (stage 6: pass@k)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from rollout.worker import RolloutWorker
 from verifiers.ray_worker import VerifierWorker
 
 
-class RayPassAtK:
-    """Callable: rows -> how many of k samples at temperature 1.0 the row's verifier accepts."""
+class RayModel:
+    """`sample(texts, n)`: n completions per text at temperature 1.0. Called with candidate rows: how many of
+    k samples the row's verifier accepts (the difficulty stage's `solve`)."""
 
     def __init__(self, d: Any, seed: int = 0) -> None:
         if not (d.model or d.preset):
@@ -44,20 +45,23 @@ class RayPassAtK:
             self.verifiers[spec] = VerifierWorker.options(num_cpus=1).remote(verifier=spec, num_workers=1)
         return self.verifiers[spec]
 
-    def __call__(self, rows: list[dict[str, Any]]) -> list[int]:
+    def sample(self, texts: list[str], n: int) -> list[list[str]]:
         self.calls += 1
-        prompts = [self.tokenizer.encode(r["prompt"]) for r in rows]
-        rollouts = ray.get(
-            self.worker.generate.remote(
-                prompts, self.k, self.max_new_tokens, 1.0, self.seed * 1_000_003 + self.calls
-            )
-        )
+        prompts = [self.tokenizer.encode(t) for t in texts]
+        seed = self.seed * 1_000_003 + self.calls
+        rollouts = ray.get(self.worker.generate.remote(prompts, n, self.max_new_tokens, 1.0, seed))
+        out: list[list[str]] = [[] for _ in texts]
+        for r in rollouts:
+            out[r.prompt_index].append(self.tokenizer.decode(r.response_ids))
+        return out
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[int]:
+        texts = self.sample([r["prompt"] for r in rows], self.k)
         solved = [0] * len(rows)
         by_verifier: dict[str, list[tuple[int, tuple[str, str, None]]]] = {}
-        for r in rollouts:
-            row = rows[r.prompt_index]
-            item = (self.tokenizer.decode(r.response_ids), row["answer"], None)
-            by_verifier.setdefault(row["verifier"], []).append((r.prompt_index, item))
+        for index, (row, samples) in enumerate(zip(rows, texts, strict=True)):
+            for text in samples:
+                by_verifier.setdefault(row["verifier"], []).append((index, (text, row["answer"], None)))
         for spec, items in by_verifier.items():
             results = ray.get(self._verifier(spec).verify_batch.remote([item for _, item in items]))
             for (index, _), result in zip(items, results, strict=True):

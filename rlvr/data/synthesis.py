@@ -1,0 +1,83 @@
+"""Dataset builder, stage 5 (optional): new problems written by the model from seed items.
+
+For each seed the model writes `per_seed` new problems from a prompt template; each new problem is then solved
+k times independently, and accepted only if a strict majority of the k final answers agree (after answer
+normalisation) and that answer passes the verifiability filter. The accepted problems join the candidates
+before dedupe and decontamination, so they are checked like every other row. Every rejected problem is
+counted with its reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from rlvr.data.filters import verifiability_reason
+from rlvr.data.sources import candidate
+from verifiers import get_verifier
+from verifiers.extract import UnbalancedBraces, final_answer
+
+# texts -> n sampled completions per text
+SampleFn = Callable[[list[str], int], list[list[str]]]
+
+DEFAULT_TEMPLATE = (
+    "Here is a math problem:\n{problem}\n\nWrite one new problem of the same kind and difficulty, with "
+    "different numbers. Give only the problem.\nNew problem:"
+)
+SOLVE_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
+def majority_answer(solutions: list[str], verifier: str = "math") -> tuple[str | None, int]:
+    """The final answer a strict majority of the solutions agree on, and its votes. Two answers agree when
+    the verifier accepts one as the other (so `12` and `12.0`, or `1/2` and `\\frac12`, are one vote)."""
+    check = get_verifier(verifier)
+    clusters: list[list[Any]] = []  # [representative answer, votes]
+    for text in solutions:
+        try:
+            answer = final_answer(text)
+        except UnbalancedBraces:
+            answer = None
+        if not answer:
+            continue
+        answer = answer.strip()
+        for cluster in clusters:
+            if check.verify(f"\\boxed{{{answer}}}", cluster[0]).correct:
+                cluster[1] += 1
+                break
+        else:
+            clusters.append([answer, 1])
+    if not clusters:
+        return None, 0
+    answer, votes = max(clusters, key=lambda c: c[1])
+    return (answer, votes) if votes * 2 > len(solutions) else (None, votes)
+
+
+def synthesize(
+    seeds: list[dict[str, Any]],
+    sample: SampleFn,
+    k: int = 4,
+    per_seed: int = 1,
+    template: str = DEFAULT_TEMPLATE,
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """New candidate rows from `seeds` (candidates of stage 1-3) and the reasons for every rejection."""
+    written = sample([template.format(problem=s["prompt"]) for s in seeds], per_seed)
+    problems = [(seed, text.strip()) for seed, texts in zip(seeds, written, strict=True) for text in texts]
+    rejected: Counter[str] = Counter()
+    usable = [(seed, text) for seed, text in problems if text]
+    rejected["synthesis_empty"] += len(problems) - len(usable)
+    solutions = sample([SOLVE_TEMPLATE.format(problem=text) for _, text in usable], k) if usable else []
+    rows = []
+    for i, ((seed, text), sols) in enumerate(zip(usable, solutions, strict=True)):
+        answer, _ = majority_answer(sols, seed["verifier"])
+        if answer is None:
+            rejected["synthesis_no_majority"] += 1
+            continue
+        reason = verifiability_reason(answer, text, seed["verifier"])
+        if reason:
+            rejected[f"synthesis_{reason}"] += 1
+            continue
+        record = {"seed_id": seed["id"], "solutions": sols, "k": k}
+        source = f"synthetic_{seed['source']}"
+        rows.append(candidate(source, i, record, prompt=text, answer=answer, verifier=seed["verifier"]))
+    return rows, rejected
