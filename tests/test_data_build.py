@@ -286,3 +286,19 @@ def test_synthesized_problems_are_accepted_only_by_majority_and_then_filtered(tm
     assert [(r["prompt"], r["answer"]) for r in rows] == [("What is 3 + 5?", "8")]
     assert json.loads(rows[0]["meta"])["seed_id"] == "s0" and rows[0]["source"] == "synthetic_seed"
     assert rejected == {"synthesis_no_majority": 1, "synthesis_empty": 1, "synthesis_text_answer": 1}
+
+
+def test_rlvr_data_build_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rlvr = str(Path(sys.executable).with_name("rlvr"))
+    base = [rlvr, "data", "build", "recipes/data.yaml", f"output_dir={tmp_path}", "limit_per_source=40"]
+    refused = subprocess.run(base, cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 2 and "difficulty.model" in refused.stderr  # says what to set
+    assert not (tmp_path / "prompts.parquet").exists()
+    done = subprocess.run([*base, "difficulty.enabled=false"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = json.loads((tmp_path / "data_card.json").read_text())
+    assert card["input_rows"] == {"gsm8k": 40, "math": 40, "aqua": 40, "mmlu": 40}
+    assert 0 < card["output_rows"] < 160 and (tmp_path / "prompts.jsonl").exists()

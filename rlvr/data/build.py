@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import Section
+from rlvr.config import RecipeError, Section
 from rlvr.data import dedup, difficulty
 from rlvr.data.filters import filter_verifiable, to_open_ended
 from rlvr.data.sources import adapt_record, adapter_for, data_format
@@ -130,6 +130,15 @@ def build(
     replace the model for difficulty and synthesis; by default both use the model of `config.difficulty`."""
     import datasets
 
+    d = config.difficulty
+    needs_model = (d.enabled and solve is None and not d.pass_table) or (
+        config.synthesis.enabled and sample is None
+    )
+    if needs_model and not (d.model or d.preset):
+        raise RecipeError(
+            "difficulty.model (a checkpoint folder) or difficulty.preset is needed to measure pass@k or to "
+            "synthesise; or set difficulty.pass_table, or difficulty.enabled=false"
+        )
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -215,7 +224,6 @@ def build(
     rows = [r for r in rows if not r["drop"]]
     stage("decontaminate", len(rows), t0)
 
-    d = config.difficulty
     if d.enabled:
         t0 = time.perf_counter()
         solve = solve or solver(d, model)
