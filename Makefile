@@ -50,9 +50,7 @@ format: install
 
 # Regenerate the recipe reference in README.md from rlvr/config.py.
 docs: install
-	$(PY) -c "import re, pathlib; from rlvr.config import reference_markdown as r; p = pathlib.Path('README.md'); \
-	p.write_text(re.sub(r'(<!-- recipe-reference:start[^>]*-->\n).*?(<!-- recipe-reference:end -->)', \
-	lambda m: m.group(1) + r() + '\n' + m.group(2), p.read_text(), flags=re.S))"
+	$(PY) -c "import pathlib; from rlvr.config import readme_with_references as r; p = pathlib.Path('README.md'); p.write_text(r(p.read_text()))"
 
 bench: install
 	$(PY) benchmarks/verifiers.py

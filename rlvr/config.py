@@ -333,15 +333,44 @@ def _type_name(annotation: Any) -> str:
 # ---------------------------------------------------------------- documentation
 
 
-def reference_markdown() -> str:
-    """The recipe reference table in README.md, generated from the config classes (a test keeps it synced)."""
+def reference_markdown(schema: type[BaseModel] | None = None) -> str:
+    """A recipe reference table for README.md, generated from the config classes (a test keeps it synced):
+    the training recipe's by default, or another schema's (the dataset builder's)."""
     lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for section, info in RecipeConfig.model_fields.items():
-        model = info.annotation
+
+    def rows(model: type[BaseModel], prefix: str) -> None:
         for key, field_info in model.model_fields.items():
+            annotation = _strip_optional(field_info.annotation)
+            item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                rows(annotation, f"{prefix}{key}.")
+                continue
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                rows(item, f"{prefix}{key}[].")
+                continue
             default = "required" if field_info.is_required() else f"`{_compact(field_info.default)}`"
-            kind = _type_name(_strip_optional(field_info.annotation)).replace("|", "\\|")
-            if field_info.annotation != _strip_optional(field_info.annotation):
+            if len(default) > 40:  # long texts (prompt templates): see the source
+                default = "(see `" + model.__module__ + "`)"
+            kind = _type_name(annotation).replace("|", "\\|")
+            if field_info.annotation != annotation:
                 kind += " or null"
-            lines.append(f"| `{section}.{key}` | {kind} | {default} | {field_info.description or ''} |")
+            lines.append(f"| `{prefix}{key}` | {kind} | {default} | {field_info.description or ''} |")
+
+    rows(schema or RecipeConfig, "")
     return "\n".join(lines)
+
+
+def readme_with_references(text: str) -> str:
+    """README text with its generated blocks (`make docs`): the training recipe's and the data recipe's."""
+    import re
+
+    from rlvr.data.build import DataBuildConfig  # the builder imports this module
+
+    for marker, schema in (("recipe-reference", RecipeConfig), ("data-recipe-reference", DataBuildConfig)):
+        text = re.sub(
+            rf"(<!-- {marker}:start[^>]*-->\n).*?(<!-- {marker}:end -->)",
+            lambda m, schema=schema: m.group(1) + reference_markdown(schema) + "\n" + m.group(2),
+            text,
+            flags=re.S,
+        )
+    return text

@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rlvr.config import reference_markdown
+from rlvr.config import readme_with_references, reference_markdown
+from rlvr.data.build import DataBuildConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCK = re.compile(r"<!-- recipe-reference:start[^>]*-->\n(.*?)<!-- recipe-reference:end -->", re.S)
 
 
-def test_readme_recipe_reference_matches_config() -> None:
-    match = BLOCK.search(README.read_text())
-    assert match, "README.md lost its recipe-reference markers"
-    assert match.group(1).strip() == reference_markdown().strip(), "run `make docs` to regenerate it"
+def test_readme_recipe_references_match_the_config_classes() -> None:
+    text = README.read_text()
+    for marker, schema in (("recipe-reference", None), ("data-recipe-reference", DataBuildConfig)):
+        match = re.search(rf"<!-- {marker}:start[^>]*-->\n(.*?)<!-- {marker}:end -->", text, re.S)
+        assert match, f"README.md lost its {marker} markers"
+        assert match.group(1).strip() == reference_markdown(schema).strip(), "run `make docs` to refresh it"
+    assert readme_with_references(text) == text
 
 
 def test_readme_shows_the_two_commands() -> None:
