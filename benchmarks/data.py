@@ -25,7 +25,7 @@ from rlvr.config import load_recipe  # noqa: E402
 from rlvr.data.build import DataBuildConfig, build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "data.json"
+RESULTS = REPO / "benchmarks" / "results" / "data.json"  # --copies N writes data_xN.json
 
 
 def main() -> None:
@@ -34,8 +34,13 @@ def main() -> None:
     )
     parser.add_argument("--recipe", default=str(REPO / "recipes/data.yaml"))
     parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument(
+        "--copies", type=int, default=1, help="read every source this many times (scale test: 28 ≈ 1M rows)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.copies > 1 and args.out == RESULTS:
+        args.out = RESULTS.with_name(f"data_x{args.copies}.json")
     os.chdir(REPO)  # the recipe's paths are relative to the repository
     with tempfile.TemporaryDirectory() as tmp:
         config = load_recipe(
@@ -43,6 +48,12 @@ def main() -> None:
             [f"output_dir={tmp}", "difficulty.enabled=false", f"num_proc={args.num_proc}"],
             schema=DataBuildConfig,
         )
+        if args.copies > 1:  # the copies are exact duplicates: stages 1-3 see them all, dedupe drops them
+            config.sources = [
+                s.model_copy(update={"name": f"{s.name}{'' if i == 0 else f'_copy{i}'}"})
+                for i in range(args.copies)
+                for s in config.sources
+            ]
         card = build(config)
     rows_in = sum(card["input_rows"].values())
     table = []
@@ -71,6 +82,7 @@ def main() -> None:
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "num_proc": args.num_proc,
+        "copies": args.copies,
         "input_rows": card["input_rows"],
         "stages": table,
         "dropped_by_reason": dropped,

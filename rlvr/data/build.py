@@ -117,17 +117,46 @@ def _procs(ds: Any, num_proc: int) -> int | None:
     return num_proc if num_proc > 1 and len(ds) >= 1000 else None
 
 
-def _count(rows: list[dict[str, Any]] | Any, stage: str, card: dict[str, Any]) -> None:
-    reasons = Counter((r["source"], r["drop"]) for r in rows if r["drop"])
-    for (source, reason), n in sorted(reasons.items()):
+def _count_pairs(pairs: Any, stage: str, card: dict[str, Any]) -> None:
+    """Adds (source, reason) drop counts of one stage to the card (empty reasons are not drops)."""
+    for (source, reason), n in sorted(Counter(p for p in pairs if p[1]).items()):
         card["dropped"].append({"stage": stage, "source": source, "reason": reason, "rows": n})
+
+
+def _first_occurrences(prompts: list[str]) -> list[int]:
+    """Indices of the first row of every normalised prompt text (exact dedupe)."""
+    seen: set[str] = set()
+    first = []
+    for i, prompt in enumerate(prompts):
+        key = dedup.text_hash(prompt)
+        if key not in seen:
+            seen.add(key)
+            first.append(i)
+    return first
 
 
 def build(
     config: DataBuildConfig, solve: difficulty.SolveFn | None = None, sample: SampleFn | None = None
 ) -> dict[str, Any]:
     """Runs the pipeline; returns the data card (also written to the output folder). `solve` and `sample`
-    replace the model for difficulty and synthesis; by default both use the model of `config.difficulty`."""
+    replace the model for difficulty and synthesis; by default both use the model of `config.difficulty`.
+
+    `datasets`' result cache is off for the run: a cached `map` would survive a change to the filters (and
+    make timings meaningless); intermediate Arrow files go to a temporary folder instead."""
+    import datasets
+
+    caching = datasets.is_caching_enabled()
+    datasets.disable_caching()
+    try:
+        return _build(config, solve, sample)
+    finally:
+        if caching:
+            datasets.enable_caching()
+
+
+def _build(
+    config: DataBuildConfig, solve: difficulty.SolveFn | None, sample: SampleFn | None
+) -> dict[str, Any]:
     import datasets
 
     d = config.difficulty
@@ -152,7 +181,7 @@ def build(
     parts = [read_source(s, config.num_proc, config.limit_per_source) for s in config.sources]
     ds = datasets.concatenate_datasets(parts)
     card["input_rows"] = {s.name: len(p) for s, p in zip(config.sources, parts, strict=True)}
-    _count(ds.filter(lambda r: r["drop"] != "").to_list(), "read", card)
+    _count_pairs(zip(ds["source"], ds["drop"], strict=True), "read", card)
     stage("read", sum(1 for d in ds["drop"] if not d), t0)
 
     t0 = time.perf_counter()
@@ -161,16 +190,26 @@ def build(
         1 for c, d in zip(ds["choices"], ds["drop"], strict=True) if c and not d
     )
     ds = ds.map(filter_verifiable, num_proc=_procs(ds, config.num_proc))
-    dropped = ds.filter(lambda r: r["drop"] != "" and not r["drop"].startswith("malformed"))
-    for row_stage, test in (("open_ended", "mc_"), ("verifiable", "")):
-        rows = (
-            [r for r in dropped.to_list() if r["drop"].startswith(test) == (test != "")]
-            if test
-            else [r for r in dropped.to_list() if not r["drop"].startswith("mc_")]
-        )
-        _count(rows, row_stage, card)
-    rows = ds.filter(lambda r: r["drop"] == "").to_list()
-    stage("verifiable", len(rows), t0)
+    # counted from two columns: the rows themselves stay in Arrow (a million of them as dicts: gigabytes)
+    pairs = [
+        (src, d)
+        for src, d in zip(ds["source"], ds["drop"], strict=True)
+        if d and not d.startswith("malformed")
+    ]
+    _count_pairs(((src, d) for src, d in pairs if d.startswith("mc_")), "open_ended", card)
+    _count_pairs(((src, d) for src, d in pairs if not d.startswith("mc_")), "verifiable", card)
+    survivors = [i for i, d in enumerate(ds["drop"]) if not d]
+    stage("verifiable", len(survivors), t0)
+
+    t0 = time.perf_counter()
+    survivors_ds = ds.select(survivors)
+    # exact duplicates, on two columns before any row is materialised (`ds[col]` is lazy: index a list)
+    first = _first_occurrences(list(survivors_ds["prompt"]))
+    duplicates = set(range(len(survivors))) - set(first)
+    sources = list(survivors_ds["source"])
+    _count_pairs(((sources[i], "exact_duplicate") for i in sorted(duplicates)), "dedupe", card)
+    rows = survivors_ds.select(first).to_list()
+    dedupe_s = time.perf_counter() - t0
 
     models: dict[str, Any] = {}  # the Ray model, started once for synthesis and difficulty
 
@@ -193,20 +232,16 @@ def build(
         stage("synthesis", len(rows), t0)
 
     t0 = time.perf_counter()
-    seen: dict[str, str] = {}
-    kept = []
-    for row in rows:
-        key = dedup.text_hash(row["prompt"])
-        if key in seen:
-            row["drop"] = "exact_duplicate"
-        else:
-            seen[key] = row["id"]
-            kept.append(row)
-    near = dedup.near_duplicates([r["prompt"] for r in kept], config.near_duplicate_threshold)
-    for i in near:
-        kept[i]["drop"] = "near_duplicate"
-    _count(rows, "dedupe", card)
-    rows = [r for r in kept if not r["drop"]]
+    if card.get("synthesized"):  # the new rows have not met the exact check yet
+        first = set(_first_occurrences([r["prompt"] for r in rows]))
+        _count_pairs(
+            ((r["source"], "exact_duplicate") for i, r in enumerate(rows) if i not in first), "dedupe", card
+        )
+        rows = [r for i, r in enumerate(rows) if i in first]
+    near = dedup.near_duplicates([r["prompt"] for r in rows], config.near_duplicate_threshold)
+    _count_pairs(((rows[i]["source"], "near_duplicate") for i in near), "dedupe", card)
+    rows = [r for i, r in enumerate(rows) if i not in near]
+    t0 -= dedupe_s
     stage("dedupe", len(rows), t0)
 
     t0 = time.perf_counter()
@@ -220,7 +255,7 @@ def build(
     for row in rows:
         if contamination.hit(row["prompt"]):
             row["drop"] = "contaminated"
-    _count(rows, "decontaminate", card)
+    _count_pairs(((r["source"], r["drop"]) for r in rows), "decontaminate", card)
     rows = [r for r in rows if not r["drop"]]
     stage("decontaminate", len(rows), t0)
 
