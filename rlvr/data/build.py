@@ -182,23 +182,23 @@ def _build(
     ds = datasets.concatenate_datasets(parts)
     card["input_rows"] = {s.name: len(p) for s, p in zip(config.sources, parts, strict=True)}
     _count_pairs(zip(ds["source"], ds["drop"], strict=True), "read", card)
-    stage("read", sum(1 for d in ds["drop"] if not d), t0)
+    stage("read", sum(1 for reason in ds["drop"] if not reason), t0)
 
     t0 = time.perf_counter()
     ds = ds.map(to_open_ended, num_proc=_procs(ds, config.num_proc))
     card["multiple_choice_converted"] = sum(
-        1 for c, d in zip(ds["choices"], ds["drop"], strict=True) if c and not d
+        1 for choices, reason in zip(ds["choices"], ds["drop"], strict=True) if choices and not reason
     )
     ds = ds.map(filter_verifiable, num_proc=_procs(ds, config.num_proc))
     # counted from two columns: the rows themselves stay in Arrow (a million of them as dicts: gigabytes)
     pairs = [
-        (src, d)
-        for src, d in zip(ds["source"], ds["drop"], strict=True)
-        if d and not d.startswith("malformed")
+        (src, reason)
+        for src, reason in zip(ds["source"], ds["drop"], strict=True)
+        if reason and not reason.startswith("malformed")
     ]
-    _count_pairs(((src, d) for src, d in pairs if d.startswith("mc_")), "open_ended", card)
-    _count_pairs(((src, d) for src, d in pairs if not d.startswith("mc_")), "verifiable", card)
-    survivors = [i for i, d in enumerate(ds["drop"]) if not d]
+    _count_pairs((p for p in pairs if p[1].startswith("mc_")), "open_ended", card)
+    _count_pairs((p for p in pairs if not p[1].startswith("mc_")), "verifiable", card)
+    survivors = [i for i, reason in enumerate(ds["drop"]) if not reason]
     stage("verifiable", len(survivors), t0)
 
     t0 = time.perf_counter()
