@@ -27,11 +27,7 @@ DEFAULT_CPU_KV_CACHE_BYTES = 256 << 20  # vLLM's CPU default is half the RAM: se
 
 def write_checkpoint(config: Megrez2Config, state: dict[str, torch.Tensor], path: str | Path) -> Path:
     """`state` (native names) as a checkpoint in the official layout that vLLM can start from."""
-    with torch.device("meta"):
-        model = Megrez2ForCausalLM(config)
-    model = model.to_empty(device="cpu")
-    model.load_state_dict(state)
-    model.save_pretrained(path)
+    Megrez2ForCausalLM.from_state_dict(config, state).save_pretrained(path)
     return Path(path)
 
 

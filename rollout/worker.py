@@ -29,10 +29,7 @@ def build_engine(
         return VLLMEngine.from_state(model_config, state, eos_token_id, **(options or {}))
     if engine != "torch":
         raise ValueError(f"rollout.engine {engine!r} is unknown; allowed: 'vllm', 'torch'")
-    with torch.device("meta"):
-        model = Megrez2ForCausalLM(model_config)
-    model = model.to_empty(device="cpu")
-    model.load_state_dict(state)
+    model = Megrez2ForCausalLM.from_state_dict(model_config, state)
     return TorchEngine(model, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
 
 

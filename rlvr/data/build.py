@@ -90,7 +90,7 @@ class DataBuildConfig(Section):
 
 
 def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -> Any:
-    """Stage 1: a `datasets.Dataset` of candidates in `CANDIDATE_COLUMNS`."""
+    """Stage 1: a `datasets.Dataset` of candidates (the columns listed in `rlvr/data/sources.py`)."""
     import datasets
 
     paths = [source.path] if isinstance(source.path, str) else list(source.path)

@@ -25,12 +25,11 @@ class RayModel:
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS", "local"))
         if d.model:
-            state = Megrez2ForCausalLM.from_pretrained(d.model).state_dict()
-            config = Megrez2Config.from_json(f"{d.model}/config.json")
+            model = Megrez2ForCausalLM.from_pretrained(d.model)
         else:
-            config = Megrez2Config.preset(d.preset)
             torch.manual_seed(seed)
-            state = Megrez2ForCausalLM(config).state_dict()
+            model = Megrez2ForCausalLM(Megrez2Config.preset(d.preset))
+        config, state = model.config, model.state_dict()
         self.tokenizer = load_tokenizer(d.model)
         self.k, self.max_new_tokens, self.seed = d.k, d.max_new_tokens, seed
         options = {"seed": seed} if d.engine == "vllm" else {}

@@ -23,7 +23,6 @@ from typing import Any
 
 from verifiers.extract import last_boxed
 
-CANDIDATE_COLUMNS = ("id", "prompt", "answer", "verifier", "source", "choices", "letter", "meta", "drop")
 LETTERS = "ABCDEFGHIJ"
 _OPTION_LABEL = re.compile(r"^\s*\(?([A-Ja-j])\s*[).:]\s*")
 

@@ -850,6 +850,17 @@ class Megrez2ForCausalLM(nn.Module):
 
         return load_pretrained(path, device=device, dtype=dtype, **config_overrides)
 
+    @classmethod
+    def from_state_dict(
+        cls, config: Megrez2Config, state: dict[str, Tensor], device: torch.device | str = "cpu"
+    ) -> Megrez2ForCausalLM:
+        """A model holding a copy of `state` (no random init: built on meta, allocated empty, then filled)."""
+        with torch.device("meta"):
+            model = cls(config)
+        model = model.to_empty(device=device)
+        model.load_state_dict(state)
+        return model
+
     def save_pretrained(self, path: str | Path, max_shard_bytes: int = 4 << 30) -> None:
         from rlvr.model.checkpoint import save_pretrained
 
