@@ -36,8 +36,10 @@ def test_aqua_items_become_open_ended_with_the_correct_options_content(shared_da
     rows = converted(shared_data, "aqua", "aqua", [str(shared_data / "aqua_rat_dev.jsonl")])
     kept = [r for r in rows if not r["drop"]]
     assert len(kept) > 150  # most AQuA items survive
+    records = [json.loads(x) for x in (shared_data / "aqua_rat_dev.jsonl").read_text().splitlines()]
     for row in random.Random(0).sample(kept, 40):
-        original = json.loads(row["meta"])
+        original = records[int(row["id"].rsplit("-", 1)[1])]  # meta keeps only what the row needs later
+        assert set(json.loads(row["meta"])) <= {"rationale"}
         option = original["options"][LETTERS.index(original["correct"])]  # e.g. "C)25"
         assert option.startswith(original["correct"] + ")")
         content = option.split(")", 1)[1]

@@ -24,7 +24,8 @@ from pydantic import Field
 from rlvr.config import RecipeError, Section
 from rlvr.data import dedup, difficulty
 from rlvr.data.filters import filter_verifiable, to_open_ended
-from rlvr.data.sources import adapt_record, adapter_for, data_format
+from rlvr.data.schema import write_prompt_file
+from rlvr.data.sources import DEFAULT_VERIFIER, adapt_record, adapter_for, data_format, prompt_row
 from rlvr.data.synthesis import DEFAULT_TEMPLATE, SampleFn, synthesize
 
 
@@ -33,7 +34,9 @@ class SourceConfig(Section):
     path: str | list[str] = Field(description="local jsonl/json/parquet/csv file(s), or a hub dataset name")
     adapter: Literal["gsm8k", "math", "aqua", "mmlu", "generic"] = Field(description="how to read a record")
     split: str = Field("train", description="split of a hub dataset")
-    verifier: str = Field("math", description="verifier spec for this source's answers")
+    verifier: str | None = Field(
+        None, description="verifier spec its rows name; default by adapter: gsm8k numeric, others math"
+    )
     limit: int | None = Field(None, ge=1, description="read at most this many rows")
     question_field: str | None = Field(None, description="generic adapter: the question")
     answer_field: str | None = Field(None, description="generic adapter: the gold (or the correct letter)")
@@ -43,6 +46,7 @@ class SourceConfig(Section):
     letter_field: str | None = Field(
         None, description="generic adapter: the correct letter, if not answer_field"
     )
+    meta_fields: list[str] = Field([], description="generic adapter: source fields each row keeps in meta")
 
 
 class EvalSetConfig(Section):
@@ -106,11 +110,18 @@ def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -
     if limit < len(raw):
         raw = raw.select(range(limit))
     adapter = adapter_for(source.adapter, source.model_dump())
+    verifier = source.verifier or DEFAULT_VERIFIER[source.adapter]
 
     def adapt(record: dict[str, Any], index: int) -> dict[str, Any]:
-        return adapt_record(record, index, source.name, adapter, source.verifier)
+        return adapt_record(record, index, source.name, adapter, verifier)
 
-    return raw.map(adapt, with_indices=True, remove_columns=raw.column_names, num_proc=_procs(raw, num_proc))
+    return raw.map(
+        adapt,
+        with_indices=True,
+        remove_columns=raw.column_names,
+        num_proc=_procs(raw, num_proc),
+        desc=f"read {source.name}",
+    )
 
 
 def _procs(ds: Any, num_proc: int) -> int | None:
@@ -185,11 +196,11 @@ def _build(
     stage("read", sum(1 for reason in ds["drop"] if not reason), t0)
 
     t0 = time.perf_counter()
-    ds = ds.map(to_open_ended, num_proc=_procs(ds, config.num_proc))
+    ds = ds.map(to_open_ended, num_proc=_procs(ds, config.num_proc), desc="multiple choice to open-ended")
     card["multiple_choice_converted"] = sum(
         1 for choices, reason in zip(ds["choices"], ds["drop"], strict=True) if choices and not reason
     )
-    ds = ds.map(filter_verifiable, num_proc=_procs(ds, config.num_proc))
+    ds = ds.map(filter_verifiable, num_proc=_procs(ds, config.num_proc), desc="verifiability filter")
     # counted from two columns: the rows themselves stay in Arrow (a million of them as dicts: gigabytes)
     pairs = [
         (src, reason)
@@ -281,29 +292,14 @@ def _build(
     return card
 
 
-def output_row(row: dict[str, Any], k: int | None) -> dict[str, Any]:
-    meta = json.loads(row["meta"])
-    if row["choices"]:
-        meta = {**meta, "mc_letter": row["letter"], "mc_options": row["choices"]}
-    out = {k_: row[k_] for k_ in ("id", "prompt", "answer", "verifier", "source")}
-    out["meta"] = json.dumps(meta, ensure_ascii=False)
-    if k is not None and "solved" in row:
-        out.update(solved=row["solved"], k=k, pass_rate=row["solved"] / k)
-    return out
-
-
 def write_outputs(
     rows: list[dict[str, Any]], out: Path, config: DataBuildConfig, card: dict[str, Any]
 ) -> None:
-    import datasets
-
     k = config.difficulty.k if config.difficulty.enabled else None
-    table = [output_row(r, k) for r in rows]
-    datasets.Dataset.from_list(table).to_parquet(str(out / "prompts.parquet"))
+    table = [prompt_row(r, k) for r in rows]
+    write_prompt_file(table, out / "prompts.parquet")
     if config.jsonl:
-        with (out / "prompts.jsonl").open("w") as f:
-            for row in table:
-                f.write(json.dumps({**row, "meta": json.loads(row["meta"])}, ensure_ascii=False) + "\n")
+        write_prompt_file(table, out / "prompts.jsonl")
     (out / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
     (out / "data_card.md").write_text(card_markdown(card))
     if "solve_histogram" in card:
@@ -364,4 +360,5 @@ def solver(d: DifficultyConfig, model: Callable[[], difficulty.SolveFn]) -> diff
             return [table[r["id"]] for r in rows]
 
         return lookup
-    return model()
+    ray_model = model()
+    return lambda rows: ray_model.solve([prompt_row(r) for r in rows])

@@ -6,7 +6,8 @@ A candidate is a plain dict (so HF `datasets` can stream and `map` it with `num_
                                            stage 3 turns the correct option into it)
     choices (list[str]), letter (str)      multiple-choice items only: the options without their labels and
                                            the correct letter
-    meta (str)                             the original record as JSON, kept all the way to the output
+    meta (str)                             JSON of what the row needs later (a worked solution, the
+                                           subject, ...): not a copy of the source record
     drop (str)                             "" or the reason this row leaves the pipeline
 
 Adapters are pure functions of one record. A record an adapter cannot read (missing or wrong-typed field) is
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rlvr.data.schema import PromptRow
 from verifiers.extract import last_boxed
 
 LETTERS = "ABCDEFGHIJ"
@@ -30,13 +32,13 @@ _OPTION_LABEL = re.compile(r"^\s*\(?([A-Ja-j])\s*[).:]\s*")
 def candidate(
     source: str,
     index: int,
-    record: dict[str, Any],
     prompt: Any = "",
     answer: Any = "",
     verifier: str = "math",
     choices: list[str] | None = None,
     letter: str = "",
     drop: str = "",
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": f"{source}-{index}",
@@ -46,7 +48,7 @@ def candidate(
         "source": source,
         "choices": list(choices or []),
         "letter": letter,
-        "meta": json.dumps(dict(record), ensure_ascii=False, default=str),
+        "meta": json.dumps(meta or {}, ensure_ascii=False, default=str),
         "drop": drop,
     }
 
@@ -58,14 +60,21 @@ def _text(record: dict[str, Any], field: str) -> str:
     return value
 
 
+def _kept(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The source fields a row keeps in meta (those present and not empty)."""
+    return {f: record[f] for f in fields if record.get(f) not in (None, "")}
+
+
 def gsm8k(record: dict[str, Any]) -> dict[str, Any]:
-    """GSM8K: the gold is what follows `####` in the worked answer, commas removed."""
+    """GSM8K: the gold is what follows `####` in the worked answer, commas removed; the worked answer is
+    kept as meta["solution"] (for SFT)."""
     solution = _text(record, "answer")
     if "####" not in solution:
         raise ValueError("answer has no '#### <final answer>' line")
     return {
         "prompt": _text(record, "question"),
         "answer": solution.split("####")[-1].strip().replace(",", ""),
+        "meta": {"solution": solution},
     }
 
 
@@ -74,7 +83,8 @@ def math(record: dict[str, Any]) -> dict[str, Any]:
     answer = record.get("answer")
     if not isinstance(answer, str) or not answer.strip():
         answer = last_boxed(_text(record, "solution")) or ""
-    return {"prompt": _text(record, "problem"), "answer": answer}
+    meta = _kept(record, ("solution", "subject", "type", "level", "unique_id"))
+    return {"prompt": _text(record, "problem"), "answer": answer, "meta": meta}
 
 
 def strip_option_label(option: str) -> str:
@@ -92,6 +102,7 @@ def aqua(record: dict[str, Any]) -> dict[str, Any]:
         "prompt": _text(record, "question"),
         "choices": [strip_option_label(o) for o in options],
         "letter": letter,
+        "meta": _kept(record, ("rationale",)),
     }
 
 
@@ -104,17 +115,20 @@ def mmlu(record: dict[str, Any]) -> dict[str, Any]:
         "prompt": _text(record, "question"),
         "choices": [str(c).strip() for c in choices],
         "letter": _text(record, "answer").strip().upper(),
+        "meta": _kept(record, ("subject", "split")),
     }
 
 
-def generic(mapping: dict[str, str | None]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """An adapter from a recipe's field mapping: `question_field`, `answer_field`, and for multiple choice
-    `choices_field` plus either `answer_field` holding the letter or `letter_field`."""
+def generic(mapping: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An adapter from a recipe's field mapping: `question_field`, `answer_field`, for multiple choice
+    `choices_field` plus either `answer_field` holding the letter or `letter_field`, and `meta_fields` (the
+    source fields the row keeps)."""
     question, answer = mapping.get("question_field") or "question", mapping.get("answer_field")
     choices_field, letter_field = mapping.get("choices_field"), mapping.get("letter_field")
+    meta_fields = tuple(mapping.get("meta_fields") or ())
 
     def adapt(record: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"prompt": _text(record, question)}
+        out: dict[str, Any] = {"prompt": _text(record, question), "meta": _kept(record, meta_fields)}
         if choices_field:
             options = record.get(choices_field)
             if not isinstance(options, list) or not options:
@@ -137,9 +151,25 @@ ADAPTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "aqua": aqua,
     "mmlu": mmlu,
 }
+# The verifier a source's rows name unless its recipe entry says otherwise.
+DEFAULT_VERIFIER = {"gsm8k": "numeric", "math": "math", "aqua": "math", "mmlu": "math", "generic": "math"}
+# How a raw record of each known source looks (for `rlvr eval --data` on a file as published).
+_SIGNATURES: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "gsm8k": lambda r: "question" in r and "####" in str(r.get("answer", "")),
+    "math": lambda r: "problem" in r and ("solution" in r or "answer" in r),
+    "aqua": lambda r: {"question", "options", "correct"} <= set(r),
+    "mmlu": lambda r: {"question", "choices", "answer"} <= set(r),
+}
 
 
-def adapter_for(name: str, mapping: dict[str, str | None] | None = None) -> Callable[..., dict[str, Any]]:
+def detect_adapter(record: Any) -> str | None:
+    """The built-in adapter whose source format `record` has, or None."""
+    if not isinstance(record, dict):
+        return None
+    return next((name for name, looks in _SIGNATURES.items() if looks(record)), None)
+
+
+def adapter_for(name: str, mapping: dict[str, Any] | None = None) -> Callable[..., dict[str, Any]]:
     if name == "generic":
         return generic(mapping or {})
     if name not in ADAPTERS:
@@ -154,8 +184,28 @@ def adapt_record(
     try:
         fields = adapter(record)
     except (ValueError, TypeError, AttributeError) as exc:
-        return candidate(source, index, record, drop=f"malformed: {exc}")
-    return candidate(source, index, record, verifier=verifier, **fields)
+        return candidate(source, index, drop=f"malformed: {exc}")
+    return candidate(source, index, verifier=verifier, **fields)
+
+
+def prompt_row(row: dict[str, Any], k: int | None = None) -> PromptRow:
+    """A pipeline candidate as a row of the prompt-set schema (what the trainer and `rlvr eval` read); a
+    converted multiple-choice item keeps its options and letter in meta."""
+    meta = json.loads(row["meta"])
+    if row["choices"]:
+        meta = {**meta, "mc_letter": row["letter"], "mc_options": row["choices"]}
+    solved = row.get("solved") if k is not None else None
+    return PromptRow(
+        id=row["id"],
+        prompt=row["prompt"],
+        answer=row["answer"],
+        verifier=row["verifier"],
+        source=row["source"],
+        meta=meta,
+        solved=solved,
+        k=k if solved is not None else None,
+        pass_rate=solved / k if solved is not None and k else None,
+    )
 
 
 def data_format(paths: list[str]) -> str:

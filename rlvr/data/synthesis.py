@@ -77,7 +77,7 @@ def synthesize(
         if reason:
             rejected[f"synthesis_{reason}"] += 1
             continue
-        record = {"seed_id": seed["id"], "solutions": sols, "k": k}
+        meta = {"seed_id": seed["id"], "solutions": sols, "k": k}
         source = f"synthetic_{seed['source']}"
-        rows.append(candidate(source, i, record, prompt=text, answer=answer, verifier=seed["verifier"]))
+        rows.append(candidate(source, i, prompt=text, answer=answer, verifier=seed["verifier"], meta=meta))
     return rows, rejected
