@@ -1,18 +1,52 @@
-"""The RLVR maths: group-baseline advantages, GAE, the PPO clipped loss and its diagnostics.
+"""The RLVR maths: advantage estimators (a registry), GAE, the PPO clipped loss, KL penalties, diagnostics.
 
 Pure tensor functions, no state. Shapes: B sequences, T response tokens; `mask` is 1 on response tokens
-that count (not padding). The recipe's setting (GAE with γ = λ = 1 and the group mean as the value) makes
-every token of a response carry its sequence's group advantage; `gae` stays general so tests can prove it.
+that count (not padding). Masked positions are *selected away* (`torch.where`), never multiplied by 0, so a
+NaN or −inf in padding cannot reach a loss, a metric or a gradient. The recipe's setting (GAE with
+γ = λ = 1 and the group mean as the value) makes every token of a response carry its sequence's group
+advantage; `gae` stays general, and `algorithm.gamma`/`algorithm.lam` reach it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 AdvantageScale = Literal["none", "std"]
+KLEstimator = Literal["k1", "k3"]
+# rewards (B,), response mask (B, T) → advantages (B, T), metrics; keyword settings below
+AdvantageFn = Callable[..., tuple[Tensor, dict[str, float]]]
+ADVANTAGES: dict[str, AdvantageFn] = {}
+
+
+def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Adds an estimator to `ADVANTAGES` under `name` (`algorithm.advantage` in a recipe); a name can be
+    registered once. Every estimator takes (rewards, mask, *, group_size, gamma, lam, scale)."""
+
+    def add(fn: AdvantageFn) -> AdvantageFn:
+        if name in ADVANTAGES:
+            raise ValueError(f"advantage estimator {name!r} is registered already")
+        ADVANTAGES[name] = fn
+        return fn
+
+    return add
+
+
+def response_mask(lengths: list[int]) -> Tensor:
+    """(B, max length) float mask of the first lengths[i] positions of row i (responses, token-aligned)."""
+    longest = max(lengths, default=0)
+    return (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).float()
+
+
+def _groups(rewards: Tensor, group_size: int) -> Tensor:
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards must be finite (the verifier step turns NaN/inf into status 'error')")
+    return rewards.float().view(-1, group_size)
 
 
 def group_advantages(
@@ -22,17 +56,71 @@ def group_advantages(
 
     `rewards` is [B] with the n samples of each prompt contiguous (B = prompts × group_size). The baseline is
     the mean of the sample's own group only; there is no second centring over the whole batch. The std is the
-    population std of the group (a group whose samples all agree gets advantage 0, not NaN).
+    population std of the group. A group whose samples all agree gets advantage exactly 0 (not a rounding
+    residue of the mean, and not NaN).
     """
-    if rewards.ndim != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
-    groups = rewards.float().view(-1, group_size)
-    centred = groups - groups.mean(dim=1, keepdim=True)
+    groups = _groups(rewards, group_size)
+    return _scaled(groups, groups - groups.mean(dim=1, keepdim=True), scale, eps).view(-1)
+
+
+def leave_one_out_advantages(
+    rewards: Tensor, group_size: int, scale: AdvantageScale = "none", eps: float = 1e-6
+) -> Tensor:
+    """RLOO's advantage (Kool et al. 2019; Ahmadian et al. 2024, "Back to Basics"): each sample's baseline is
+    the mean of the *other* n − 1 samples of its group, A_i = r_i − (Σ_j r_j − r_i)/(n − 1) = n/(n−1)·(r_i −
+    mean). Needs n ≥ 2."""
+    if group_size < 2:
+        raise ValueError("rloo needs at least 2 samples per prompt (rollout.n >= 2)")
+    groups = _groups(rewards, group_size)
+    others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    return _scaled(groups, groups - others, scale, eps).view(-1)
+
+
+def _scaled(groups: Tensor, centred: Tensor, scale: AdvantageScale, eps: float) -> Tensor:
     if scale == "std":
         centred = centred / (groups.std(dim=1, unbiased=False, keepdim=True) + eps)
     elif scale != "none":
         raise ValueError(f"advantage scale {scale!r}: expected 'none' or 'std'")
-    return centred.view(-1)
+    agree = groups.amax(dim=1, keepdim=True) == groups.amin(dim=1, keepdim=True)
+    return torch.where(agree, torch.zeros_like(centred), centred)
+
+
+def outcome_advantages(
+    sequence_advantages: Tensor, rewards: Tensor, mask: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """Per-token advantages (B, T) of an outcome reward by GAE, with the sequence's baseline b = r − A as the
+    value of every response token: δ_t = γ·b − b before the last token, r − b on it. With γ = λ = 1 the sum
+    telescopes to A on every token (computed directly: the same numbers without the loop over T)."""
+    valid = mask.bool()
+    if gamma == 1.0 and lam == 1.0:
+        return torch.where(valid, sequence_advantages[:, None].float(), 0.0)
+    baseline = (rewards.float() - sequence_advantages.float())[:, None]
+    values = torch.where(valid, baseline, 0.0)
+    advantages, _ = gae(outcome_token_rewards(rewards, mask), values, mask, gamma, lam)
+    return advantages
+
+
+@register_advantage("grpo")
+def grpo(
+    rewards: Tensor, mask: Tensor, *, group_size: int, gamma: float, lam: float, scale: AdvantageScale
+) -> tuple[Tensor, dict[str, float]]:
+    """GRPO (Shao et al. 2024, DeepSeekMath): the group mean as the baseline (`group_advantages`), spread
+    over the tokens by GAE(γ, λ) (`outcome_advantages`)."""
+    sequence = group_advantages(rewards, group_size, scale)
+    return outcome_advantages(sequence, rewards, mask, gamma, lam), _advantage_metrics(sequence)
+
+
+@register_advantage("rloo")
+def rloo(
+    rewards: Tensor, mask: Tensor, *, group_size: int, gamma: float, lam: float, scale: AdvantageScale
+) -> tuple[Tensor, dict[str, float]]:
+    """RLOO: the leave-one-out mean as the baseline (`leave_one_out_advantages`), spread by GAE(γ, λ)."""
+    sequence = leave_one_out_advantages(rewards, group_size, scale)
+    return outcome_advantages(sequence, rewards, mask, gamma, lam), _advantage_metrics(sequence)
+
+
+def _advantage_metrics(sequence: Tensor) -> dict[str, float]:
+    return {"advantage_abs_mean": float(sequence.abs().mean()), "advantage_sum": float(sequence.sum())}
 
 
 def gae(
@@ -71,8 +159,9 @@ def ppo_loss(
     old_logp: Tensor,
     advantages: Tensor,
     mask: Tensor,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
+    *,
+    clip_low: float,
+    clip_high: float,
     num_tokens: float | Tensor | None = None,
     is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -88,28 +177,59 @@ def ppo_loss(
     the diagnostics (divide by N to get means; see `loss_metrics`). `is_weights` w_t (default 1) re-weights
     tokens that were sampled by another policy than the old one; see `tis_weights`.
     """
-    mask = mask.to(logp.dtype)
+    valid = mask.bool()
     if advantages.ndim == 1:
-        advantages = advantages[:, None]
-    advantages = advantages.to(logp.dtype)
-    total = mask.sum() if num_tokens is None else num_tokens
+        advantages = advantages[:, None].expand_as(logp)
+    # padding is selected away before any arithmetic: a NaN there would poison exp() and its gradient
+    logp = torch.where(valid, logp, 0.0)
+    old_logp = torch.where(valid, old_logp.to(logp.dtype), 0.0)
+    advantages = torch.where(valid, advantages.to(logp.dtype), 0.0)
+    total = valid.sum() if num_tokens is None else num_tokens
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages
     token_loss = -torch.minimum(unclipped, clipped)
     if is_weights is not None:
-        token_loss = token_loss * is_weights.detach().to(logp.dtype)
-    loss = (token_loss * mask).sum() / total
+        token_loss = token_loss * torch.where(valid, is_weights.detach().to(logp.dtype), 0.0)
+    loss = token_loss.sum() / total
     with torch.no_grad():
+        zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
         sums = {
-            "clip_low": ((ratio < 1.0 - clip_low) & (advantages < 0)).to(mask.dtype).mul(mask).sum(),
-            "clip_high": ((ratio > 1.0 + clip_high) & (advantages > 0)).to(mask.dtype).mul(mask).sum(),
+            "clip_low": ((ratio < 1.0 - clip_low) & (advantages < 0) & valid).sum().to(logp.dtype),
+            "clip_high": ((ratio > 1.0 + clip_high) & (advantages > 0) & valid).sum().to(logp.dtype),
             # k3 estimator of KL(old || new): E_old[ρ − 1 − log ρ] ≥ 0
-            "approx_kl": ((ratio - 1.0) - log_ratio).mul(mask).sum(),
-            "tokens": mask.sum(),
+            "approx_kl": torch.where(valid, (ratio - 1.0) - log_ratio, zero).sum(),
+            "tokens": valid.sum().to(logp.dtype),
         }
     return loss, sums
+
+
+def kl_penalty(
+    logp: Tensor,
+    ref_logp: Tensor,
+    mask: Tensor,
+    estimator: KLEstimator = "k3",
+    num_tokens: float | Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """KL(π || π_ref) to a frozen reference policy as a token mean over the global batch, with Schulman's
+    estimators (http://joschu.net/blog/kl-approx.html) of d = log π_ref − log π on tokens sampled from π:
+
+        k1 = −d  (unbiased, high variance, can be negative),    k3 = e^d − d − 1  (unbiased, ≥ 0),
+
+    summed over unmasked tokens and divided by N (`num_tokens`, as in `ppo_loss`). Returns (loss, token sum).
+    """
+    valid = mask.bool()
+    d = torch.where(valid, ref_logp.detach().to(logp.dtype) - logp, 0.0)
+    if estimator == "k1":
+        per_token = -d
+    elif estimator == "k3":
+        per_token = torch.exp(d) - d - 1.0
+    else:
+        raise ValueError(f"KL estimator {estimator!r}: expected 'k1' or 'k3'")
+    total = valid.sum() if num_tokens is None else num_tokens
+    summed = per_token.sum()
+    return summed / total, summed.detach()
 
 
 def tis_weights(old_logp: Tensor, behaviour_logp: Tensor, cap: float) -> Tensor:
@@ -129,7 +249,7 @@ def logprob_mismatch(learner_logp: Tensor, engine_logp: Tensor, mask: Tensor) ->
     mean |Δ|, max |Δ| with Δ_t = learner_logp_t − engine_logp_t, and the mismatch KL(π_engine || π_learner)
     by the k3 estimator  Σ mask·(e^{Δ} − Δ − 1) / Σ mask.
     """
-    m = mask.bool()
+    m = mask.bool() & torch.isfinite(learner_logp) & torch.isfinite(engine_logp)
     diff = (learner_logp - engine_logp).double()[m]
     if diff.numel() == 0:
         return {"parity_mean_abs": 0.0, "parity_max_abs": 0.0, "parity_kl": 0.0}
@@ -145,16 +265,14 @@ def k3_kl(logp: Tensor, ref_logp: Tensor, mask: Tensor, num_tokens: float | Tens
 
     Off by default (`algorithm.kl_coef: 0`); the recipe's GRPO variant has no KL term.
     """
-    mask = mask.to(logp.dtype)
-    diff = ref_logp - logp
-    total = mask.sum() if num_tokens is None else num_tokens
-    return ((torch.exp(diff) - diff - 1.0) * mask).sum() / total
+    return kl_penalty(logp, ref_logp, mask, "k3", num_tokens)[0]
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
-    """Per-token entropy H = −Σ_v p_v log p_v of the softmax over the last dimension."""
+    """Per-token entropy H = −Σ_v p_v log p_v of the softmax over the last dimension (of the logits given:
+    the learner passes the processed logits of `rlvr.model.sampling`, the distribution it samples from)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
+    return -torch.where(torch.isfinite(logp), logp.exp() * logp, 0.0).sum(dim=-1)  # 0·log 0 = 0
 
 
 def loss_metrics(sums: dict[str, Tensor]) -> dict[str, float]:

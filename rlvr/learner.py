@@ -1,25 +1,42 @@
 """The learner: the Megrez2 module, AdamW, and the PPO update over one step's rollouts.
 
-`Learner` is a plain class; the trainer runs one per data-parallel rank as a Ray actor. With several ranks
-each holds a shard of the step's sequences, the token count is summed over ranks before the loss divides by
-it, and gradients are summed with `all_reduce` (gloo on CPU, NCCL on GPU), so 2 ranks make exactly the update
-1 rank makes on the whole batch.
+`Learner` is a plain class; the trainer runs one per data-parallel rank as a Ray actor, built from a typed
+`LearnerSpec`. Collectives live in `rlvr/parallel.py`: with several ranks each holds a shard of the step's
+sequences and 2 ranks make exactly the update 1 rank makes on the whole batch.
+
+The learner scores the distribution the rollout engine sampled from (`rlvr.model.sampling`: the rollout
+temperature and top-p), so PPO's ratio, the TIS weights and the logprob gap compare like with like.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-from rlvr.algorithm import entropy_from_logits, loss_metrics, ppo_loss, tis_weights
+from rlvr.algorithm import entropy_from_logits, kl_penalty, loss_metrics, ppo_loss, tis_weights
+from rlvr.config import (
+    AlgorithmConfig,
+    ModelConfig,
+    OptimConfig,
+    RecipeConfig,
+    ResourcesConfig,
+    RolloutConfig,
+    SFTConfig,
+)
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, token_logprobs
+from rlvr.model.sampling import processed_logits, sampled_logprobs
+from rlvr.parallel import DataParallel, grad_norm
+from rlvr.seeds import derive_seed
 from rollout.types import Rollout
 
 
@@ -31,31 +48,128 @@ class TrainBatch:
     attention_mask: Tensor  # (B, L) 1 = real token
     response_mask: Tensor  # (B, L-1) 1 where the predicted token is a response token
     old_logp: Tensor  # (B, L-1) PPO's old-policy logprobs of response tokens, 0 elsewhere
-    advantages: Tensor  # (B,) one advantage per sequence, applied to each of its tokens
+    advantages: Tensor  # (B,) one per sequence (each of its tokens) or (B, L-1) per token, 0 off-response
     behaviour_logp: Tensor  # (B, L-1) the rollout engine's logprobs, as sampled (old_logp starts as these)
+    ref_logp: Tensor | None = None  # (B, L-1) the frozen reference policy's, when algorithm.kl_coef > 0
 
     def rows(self, index: Tensor) -> TrainBatch:
-        return TrainBatch(*(t[index] for t in self.__dict__.values()))
+        return TrainBatch(*(None if t is None else t[index] for t in self.__dict__.values()))
+
+    def to(self, device: torch.device) -> TrainBatch:
+        return TrainBatch(*(None if t is None else t.to(device) for t in self.__dict__.values()))
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
 
 def make_batch(rollouts: list[Rollout], advantages: Tensor, pad_token_id: int = 0) -> TrainBatch:
-    """Packs rollouts (prompt + response, behaviour logprobs) into a right-padded `TrainBatch`."""
+    """Packs rollouts (prompt + response, behaviour logprobs) into a right-padded `TrainBatch`.
+
+    `advantages` is (B,) per sequence, or (B, R) per response token (R ≥ the longest response; token t of
+    response i at [i, t]), which is placed at the response's positions of the batch."""
     length = max(len(r.prompt_ids) + len(r.response_ids) for r in rollouts)
     batch = len(rollouts)
     ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
     attention = torch.zeros(batch, length, dtype=torch.long)
     response = torch.zeros(batch, length - 1)
     old = torch.zeros(batch, length - 1)
+    per_token = advantages.ndim == 2
+    placed = torch.zeros(batch, length - 1) if per_token else advantages.float()
     for i, r in enumerate(rollouts):
         p, n = len(r.prompt_ids), len(r.response_ids)
         ids[i, : p + n] = torch.tensor(r.prompt_ids + r.response_ids)
         attention[i, : p + n] = 1
         response[i, p - 1 : p - 1 + n] = 1
         old[i, p - 1 : p - 1 + n] = torch.tensor(r.logprobs)
-    return TrainBatch(ids, attention, response, old, advantages.float(), old.clone())
+        if per_token:
+            placed[i, p - 1 : p - 1 + n] = advantages[i, :n].float()
+    return TrainBatch(ids, attention, response, old, placed, old.clone())
+
+
+@dataclass
+class SFTBatch:
+    """Worked solutions for supervised warm start, right-padded."""
+
+    input_ids: Tensor  # (B, L) prompt + solution + EOS
+    attention_mask: Tensor  # (B, L) 1 = real token
+    loss_mask: Tensor  # (B, L-1) 1 where the predicted token is a solution token (or the EOS)
+
+    def rows(self, index: Tensor) -> SFTBatch:
+        return SFTBatch(self.input_ids[index], self.attention_mask[index], self.loss_mask[index])
+
+
+def model_config_for(recipe: RecipeConfig) -> Megrez2Config:
+    """The model a recipe trains: its checkpoint's config.json, else its preset."""
+    if recipe.model.path:
+        return Megrez2Config.from_json(Path(recipe.model.path) / "config.json")
+    return Megrez2Config.preset(recipe.model.preset or "tiny")
+
+
+def adamw(
+    model: torch.nn.Module,
+    lr: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+    warmup_steps: int,
+    decay_steps: int = 0,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a linear warm-up over `warmup_steps`, then constant, or with `decay_steps` a linear decay to
+    10% of `lr` over that many steps (SFT's schedule)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        return warm * (max(0.1, 1 - step / decay_steps) if decay_steps else 1.0)
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What a learner rank is built from; it crosses the Ray boundary. Every default is the recipe schema's
+    (`rlvr.config`); `create` validates plain dicts through it."""
+
+    model: Megrez2Config
+    optim: OptimConfig
+    algorithm: AlgorithmConfig
+    rollout: RolloutConfig  # temperature and top_p: the distribution the learner scores
+    precision: ModelConfig  # dtype and activation_checkpointing
+    resources: ResourcesConfig  # fsdp and GPUs
+    seed: int
+
+    @classmethod
+    def create(
+        cls,
+        model: Megrez2Config,
+        optim: OptimConfig | Mapping[str, Any] | None = None,
+        algorithm: AlgorithmConfig | Mapping[str, Any] | None = None,
+        rollout: RolloutConfig | Mapping[str, Any] | None = None,
+        precision: ModelConfig | Mapping[str, Any] | None = None,
+        resources: ResourcesConfig | Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> LearnerSpec:
+        def typed(kind: Any, value: Any) -> Any:
+            return value if isinstance(value, kind) else kind.model_validate(dict(value or {}))
+
+        return cls(
+            model,
+            typed(OptimConfig, optim),
+            typed(AlgorithmConfig, algorithm),
+            typed(RolloutConfig, rollout),
+            typed(ModelConfig, precision),
+            typed(ResourcesConfig, resources),
+            seed,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda" if self.resources.gpus_per_learner > 0 else "cpu")
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """bf16 autocast (fp32 master weights and optimiser) or None for plain fp32."""
+        dtype = self.precision.compute_dtype(self.device.type)
+        return torch.bfloat16 if dtype == "bfloat16" else None
 
 
 class Learner:
@@ -63,77 +177,61 @@ class Learner:
 
     def __init__(
         self,
-        model_config: Megrez2Config,
-        optim: dict[str, Any],
-        algorithm: dict[str, Any],
+        spec: LearnerSpec,
         *,
         rank: int = 0,
         world_size: int = 1,
         init_method: str | None = None,
-        seed: int = 0,
-        micro_batch_size: int = 16,
         initial_state: dict[str, Tensor] | None = None,
-        device: str = "cpu",
-        fsdp: bool = False,
     ) -> None:
+        self.spec, self.device = spec, spec.device
+        self.parallel = DataParallel.join(rank, world_size, init_method, self.device, spec.resources.fsdp)
         self.rank, self.world_size = rank, world_size
-        if world_size > 1 and not dist.is_initialized():
-            backend = "nccl" if device.startswith("cuda") else "gloo"
-            dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
-        torch.manual_seed(seed)  # every rank builds the same initial weights
-        self.device = torch.device(device)
-        self.model = Megrez2ForCausalLM(model_config).to(self.device)
+        torch.manual_seed(derive_seed(spec.seed, "init"))  # every rank builds the same initial weights
+        config = dataclasses.replace(
+            spec.model, activation_checkpointing=spec.precision.activation_checkpointing
+        )
+        self.model = Megrez2ForCausalLM(config).to(self.device)
         if initial_state is not None:
             self.model.load_state_dict(initial_state)
-        self.fsdp = fsdp and world_size > 1
-        if self.fsdp:
-            self._shard()
-        self.algorithm = algorithm
-        self.micro_batch_size = int(algorithm.get("micro_batch_size", micro_batch_size))
-        self.grad_clip = float(optim.get("grad_clip", 1.0))
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=float(optim["lr"]),
-            betas=tuple(optim.get("betas", (0.9, 0.999))),
-            weight_decay=float(optim.get("weight_decay", 0.0)),
-        )
-        warmup = int(optim.get("warmup_steps", 0))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        # the KL penalty's reference: a frozen copy of the start policy, only when the penalty is on
+        self.reference = copy.deepcopy(self.model).eval() if spec.algorithm.kl_coef > 0 else None
+        self.parallel.shard(self.model, self.device)
+        if self.reference is not None:
+            self.reference.requires_grad_(False)
+            self.parallel.shard(self.reference, self.device)
+        o = spec.optim
+        self.optimizer, self.scheduler = adamw(self.model, o.lr, o.betas, o.weight_decay, o.warmup_steps)
         self.steps = 0
 
-    def _shard(self) -> None:
-        """FSDP2 over the learner ranks: weights, gradients and AdamW state are split across ranks and
-        gathered per forward. The whole model is one unit because a group's expert bank is shared by three
-        layers. Gradients are summed, not averaged: the loss is already divided by the global token count."""
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
-
-        mesh = init_device_mesh(self.device.type, (self.world_size,))
-        fully_shard(self.model, mesh=mesh)
-        self.model.set_gradient_divide_factor(1.0)
-        self.model.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no pre-multiplied sum
-
-    def _all_reduce(self, tensor: Tensor) -> Tensor:
-        if self.world_size > 1:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor
+    @property
+    def fsdp(self) -> bool:
+        return self.parallel.fsdp
 
     def _autocast(self) -> torch.autocast:
-        """bf16 autocast on GPU (fp32 master weights and optimiser); plain fp32 on CPU."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        dtype = self.spec.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def _scored(self, model: Megrez2ForCausalLM, micro: TrainBatch) -> tuple[Tensor, Tensor]:
+        """(logits of the sampled distribution, log π of the taken tokens), both (b, L-1)."""
+        with self._autocast():
+            raw = model(micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]
+        r = self.spec.rollout
+        logits = processed_logits(raw, r.temperature, r.top_p)
+        logp = sampled_logprobs(logits, micro.input_ids[:, 1:])  # already processed: T = 1, top_p = 1
+        return logits, logp
 
     @torch.no_grad()
-    def logprobs(self, batch: TrainBatch) -> Tensor:
-        """Current-policy logprobs of the response tokens (0 elsewhere), micro-batched."""
-        self.model.eval()
+    def logprobs(self, batch: TrainBatch, reference: bool = False) -> Tensor:
+        """log π of the response tokens under the rollout's sampling distribution (0 elsewhere), (B, L-1),
+        micro-batched; `reference` scores with the frozen KL reference."""
+        model = self.reference if reference else self.model
+        model.eval()
         parts = []
-        for rows in torch.arange(len(batch)).split(self.micro_batch_size):
+        for rows in torch.arange(len(batch)).split(self.spec.algorithm.micro_batch_size):
             micro = batch.rows(rows)
-            with self._autocast():
-                logits = self.model(micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]
-            parts.append(token_logprobs(logits, micro.input_ids[:, 1:]) * micro.response_mask)
+            _, logp = self._scored(model, micro)
+            parts.append(torch.where(micro.response_mask.bool(), logp, 0.0))
         return torch.cat(parts)
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
@@ -143,30 +241,29 @@ class Learner:
         minibatch starts at ratio 1 whatever the engine's numerics); with `behaviour` it is the rollout
         engine's sampling logprobs, as collected.
         """
-        batch = TrainBatch(*(t.to(self.device) for t in batch.__dict__.values()))
+        batch = batch.to(self.device)
+        algorithm = self.spec.algorithm
         start = time.perf_counter()
-        behaviour = batch.behaviour_logp
-        if self.algorithm.get("old_logprobs", "recompute") == "recompute":
+        if algorithm.old_logprobs == "recompute":
             batch.old_logp = self.logprobs(batch)
+        if self.reference is not None:
+            batch.ref_logp = self.logprobs(batch, reference=True)
         logprob_s = time.perf_counter() - start
-        mask = batch.response_mask.bool()
-        gap = self._all_reduce(
-            torch.stack([(batch.old_logp - behaviour).abs()[mask].sum(), mask.sum()]).float()
-        )
+        mask = batch.response_mask.bool() & torch.isfinite(batch.old_logp)
+        gap = (batch.old_logp - batch.behaviour_logp).abs()
+        gap = self.parallel.sum(torch.stack([torch.where(mask, gap, 0.0).sum(), mask.sum()]).float())
         self.model.train()
-        minibatches = int(self.algorithm.get("minibatches", 1))
         totals: dict[str, Tensor] = {}
         grad_norms, losses = [], []
-        for _ in range(int(self.algorithm.get("ppo_epochs", 1))):
-            for rows in torch.arange(len(batch)).chunk(minibatches):
+        for _ in range(algorithm.ppo_epochs):
+            for rows in torch.arange(len(batch)).chunk(algorithm.minibatches):
                 loss, sums, norm = self._optimiser_step(batch.rows(rows))
                 losses.append(loss)
                 grad_norms.append(norm)
                 for key, value in sums.items():
                     totals[key] = totals.get(key, 0) + value
         self.steps += 1
-        totals = {k: self._all_reduce(v.clone()) for k, v in totals.items()}
-        metrics = loss_metrics(totals)
+        metrics = loss_metrics({k: self.parallel.sum(v.clone()) for k, v in totals.items()})
         metrics.update(
             loss=sum(losses) / len(losses),
             grad_norm=max(grad_norms),
@@ -179,63 +276,94 @@ class Learner:
         return metrics
 
     def _optimiser_step(self, batch: TrainBatch) -> tuple[float, dict[str, Tensor], float]:
-        num_tokens = self._all_reduce(batch.response_mask.sum().clone()).clamp_min(1.0)
+        num_tokens = self.parallel.sum(batch.response_mask.sum().clone()).clamp_min(1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         sums: dict[str, Tensor] = {}
-        for rows in torch.arange(len(batch)).split(self.micro_batch_size):
-            micro = batch.rows(rows)
-            with self._autocast():
-                logits = self.model(micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]
-            logp = token_logprobs(logits, micro.input_ids[:, 1:])
-            tis_cap = self.algorithm.get("tis_cap")
-            loss, micro_sums = ppo_loss(
-                logp,
-                micro.old_logp,
-                micro.advantages,
-                micro.response_mask,
-                clip_low=float(self.algorithm.get("clip_low", 0.2)),
-                clip_high=float(self.algorithm.get("clip_high", 0.2)),
-                num_tokens=num_tokens,
-                is_weights=None
-                if tis_cap is None
-                else tis_weights(micro.old_logp, micro.behaviour_logp, tis_cap),
-            )
-            with torch.no_grad():
-                micro_sums["entropy"] = (entropy_from_logits(logits) * micro.response_mask).sum()
+        for rows in torch.arange(len(batch)).split(self.spec.algorithm.micro_batch_size):
+            loss, micro_sums = self._micro_loss(batch.rows(rows), num_tokens)
             loss.backward()
             loss_sum += float(loss.detach())
             for key, value in micro_sums.items():
                 sums[key] = sums.get(key, 0) + value
-        if not self.fsdp:  # (FSDP reduce-scatters gradients itself)
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    self._all_reduce(p.grad)  # the loss is already divided by the global token count: sum
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        self.parallel.sum_gradients(self.model)  # the loss is already divided by the global token count
+        norm = grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.optim.grad_clip))
         if math.isfinite(norm):
             self.optimizer.step()
         self.scheduler.step()
-        return float(self._all_reduce(torch.tensor(loss_sum))), sums, norm
+        return float(self.parallel.sum(torch.tensor(loss_sum))), sums, norm
+
+    def _micro_loss(self, micro: TrainBatch, num_tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """PPO's clipped loss (+ the KL penalty when on) of one micro-batch, divided by the global count."""
+        a = self.spec.algorithm
+        logits, logp = self._scored(self.model, micro)
+        # a sampled token outside the learner's nucleus (top_p < 1) has log π = −inf: it takes no part
+        mask = micro.response_mask.bool() & torch.isfinite(logp)
+        is_weights = (
+            None if a.tis_cap is None else tis_weights(micro.old_logp, micro.behaviour_logp, a.tis_cap)
+        )
+        loss, sums = ppo_loss(
+            logp,
+            micro.old_logp,
+            micro.advantages,
+            mask,
+            clip_low=a.clip_low,
+            clip_high=a.clip_high,
+            num_tokens=num_tokens,
+            is_weights=is_weights,
+        )
+        if micro.ref_logp is not None:
+            kl_loss, sums["kl_ref"] = kl_penalty(logp, micro.ref_logp, mask, a.kl_estimator, num_tokens)
+            loss = loss + a.kl_coef * kl_loss
+        with torch.no_grad():
+            entropy = entropy_from_logits(logits)
+            sums["entropy"] = torch.where(mask, entropy, 0.0).sum()
+            sums["outside_nucleus"] = (micro.response_mask.bool() & ~mask).sum().float()
+        return loss, sums
+
+    def start_sft(self, sft: SFTConfig) -> None:
+        """Switches the optimiser to supervised warm start: AdamW (β 0.9/0.95) at `sft.lr`, warm-up, then a
+        linear decay to 10% over `sft.steps`. Call before the first `sft_step`."""
+        self.optimizer, self.scheduler = adamw(
+            self.model, sft.lr, (0.9, 0.95), 0.0, sft.warmup_steps, sft.steps
+        )
+
+    def sft_step(self, batch: SFTBatch) -> dict[str, float]:
+        """One supervised step on this rank's shard: the token mean of −log p over the solution tokens of the
+        global batch (summed over ranks), clipped at norm 1. Returns the global loss and the lr."""
+        batch = SFTBatch(
+            *(t.to(self.device) for t in (batch.input_ids, batch.attention_mask, batch.loss_mask))
+        )
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        tokens = self.parallel.sum(batch.loss_mask.sum().clone()).clamp_min(1.0)
+        loss_sum = torch.zeros(())
+        for rows in torch.arange(len(batch.input_ids)).split(self.spec.algorithm.micro_batch_size):
+            micro = batch.rows(rows)
+            with self._autocast():
+                logits = self.model(micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]
+            logp = token_logprobs(logits, micro.input_ids[:, 1:])
+            loss = -torch.where(micro.loss_mask.bool(), logp, 0.0).sum() / tokens
+            loss.backward()
+            loss_sum += loss.detach().cpu()
+        self.parallel.sum_gradients(self.model)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        return {"loss": float(self.parallel.sum(loss_sum)), "lr": lr}
 
     def state_dict(self) -> dict[str, Tensor]:
         """Full weights for the rollout side (CPU tensors, official parameter names). With FSDP this gathers
         the shards, so every rank must call it."""
-        state = {}
-        for name, value in self.model.state_dict().items():
-            value = value.full_tensor() if hasattr(value, "full_tensor") else value
-            state[name] = value.detach().to("cpu", copy=True)
-        return state
+        return self.parallel.full_state(self.model)
 
     def save(self, path: str) -> None:
         """Model (official layout) plus optimiser, scheduler and RNG states; every rank must call it. Rank 0
         writes the model; optimiser state is written per rank when sharded, once otherwise."""
         full = self.state_dict()
         if self.rank == 0:
-            with torch.device("meta"):
-                plain = Megrez2ForCausalLM(self.model.config)
-            plain.load_state_dict(full, assign=True)
-            plain.save_pretrained(path)
+            Megrez2ForCausalLM.from_state_dict(self.spec.model, full).save_pretrained(path)
         if self.rank == 0 or self.fsdp:
             state = {
                 "optimizer": self.optimizer.state_dict(),
@@ -245,20 +373,14 @@ class Learner:
                 "python_rng": random.getstate(),
             }
             torch.save(state, self._state_file(path))
-        if self.world_size > 1:
-            dist.barrier()
+        self.parallel.barrier()
 
     def _state_file(self, path: str) -> str:
         return f"{path}/learner_state_rank{self.rank}.pt" if self.fsdp else f"{path}/learner_state.pt"
 
     def load(self, path: str) -> None:
-        full = Megrez2ForCausalLM.from_pretrained(path).state_dict()
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-            set_model_state_dict(self.model, full, options=StateDictOptions(full_state_dict=True))
-        else:
-            self.model.load_state_dict(full)
+        """Model, optimiser, scheduler and RNG states from `save`'s folder (every rank calls it)."""
+        self.parallel.load_full_state(self.model, Megrez2ForCausalLM.from_pretrained(path).state_dict())
         state = torch.load(self._state_file(path), weights_only=False)  # our own file: RNG states inside
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -267,5 +389,4 @@ class Learner:
         random.setstate(state["python_rng"])
 
     def close(self) -> None:
-        if self.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        self.parallel.close()

@@ -8,16 +8,22 @@ import pytest
 import torch
 
 from rlvr.algorithm import (
+    ADVANTAGES,
     entropy_from_logits,
     gae,
     group_advantages,
     k3_kl,
+    kl_penalty,
+    leave_one_out_advantages,
     logprob_mismatch,
     loss_metrics,
     outcome_token_rewards,
     ppo_loss,
+    register_advantage,
     tis_weights,
 )
+
+CLIP = {"clip_low": 0.2, "clip_high": 0.2}  # the recipe's defaults (rlvr.config.AlgorithmConfig)
 
 
 def test_group_advantages_use_each_groups_own_mean() -> None:
@@ -79,7 +85,9 @@ def _gradient(logits: torch.Tensor, old_logp, advantages, mask, splits: int, ran
     for rank_rows in torch.arange(logits.shape[0]).chunk(ranks):
         for rows in rank_rows.chunk(splits):
             logp = torch.log_softmax(weights[rows] * 1.5, dim=-1)
-            loss, _ = ppo_loss(logp, old_logp[rows], advantages[rows], mask[rows], num_tokens=total_tokens)
+            loss, _ = ppo_loss(
+                logp, old_logp[rows], advantages[rows], mask[rows], **CLIP, num_tokens=total_tokens
+            )
             loss.backward()  # gradients accumulate, as they do across micro-batches and in the DP all-reduce
     return weights.grad
 
@@ -105,7 +113,7 @@ def test_ppo_loss_clips_and_reports() -> None:
     metrics = loss_metrics(sums)
     assert metrics["clip_high"] == 0.25 and metrics["clip_low"] == 0.25
     assert metrics["approx_kl"] > 0
-    unchanged, sums = ppo_loss(old, old, advantages, mask)
+    unchanged, sums = ppo_loss(old, old, advantages, mask, **CLIP)
     assert loss_metrics(sums)["approx_kl"] == 0.0 and torch.isclose(unchanged, torch.tensor(0.0))
 
 
@@ -126,9 +134,9 @@ def test_truncated_importance_weights_scale_each_tokens_loss() -> None:
     assert torch.allclose(w, torch.tensor([[1.5, 0.5, 1.0]]))  # 2.0 capped at 1.5
     logp = old + torch.tensor([[0.1, -0.1, 0.05]])
     advantages, mask = torch.tensor([1.0]), torch.ones(1, 3)
-    plain, _ = ppo_loss(logp, old, advantages, mask)
-    assert torch.equal(ppo_loss(logp, old, advantages, mask, is_weights=torch.ones(1, 3))[0], plain)
-    weighted, _ = ppo_loss(logp, old, advantages, mask, is_weights=w)
+    plain, _ = ppo_loss(logp, old, advantages, mask, **CLIP)
+    assert torch.equal(ppo_loss(logp, old, advantages, mask, **CLIP, is_weights=torch.ones(1, 3))[0], plain)
+    weighted, _ = ppo_loss(logp, old, advantages, mask, **CLIP, is_weights=w)
     ratio = torch.exp(logp - old).clamp(0.8, 1.2)
     assert torch.isclose(weighted, -(w * ratio).sum() / 3)
 
@@ -141,3 +149,62 @@ def test_logprob_mismatch_reports_mean_max_and_k3_kl() -> None:
     assert m["parity_max_abs"] == pytest.approx(0.1) and m["parity_mean_abs"] == pytest.approx(0.05)
     assert m["parity_kl"] == pytest.approx((math.exp(0.1) - 1.1) / 2, rel=1e-5)  # Δ = 0.1 and 0
     assert logprob_mismatch(learner, learner, mask)["parity_kl"] == 0.0
+
+
+def test_a_group_whose_rewards_agree_gets_exactly_zero_advantage() -> None:
+    rewards = torch.tensor([0.1] * 8 + [1.0, -1.0, 1.0, 1.0, 0.3, 0.3, 0.3, 0.3])
+    for scale in ("none", "std"):
+        grpo = group_advantages(rewards, group_size=4, scale=scale)
+        assert torch.equal(grpo[:8], torch.zeros(8)) and torch.equal(grpo[12:], torch.zeros(4)), scale
+        assert grpo[8:12].abs().sum() > 0
+        rloo = leave_one_out_advantages(rewards, group_size=4, scale=scale)
+        assert torch.equal(rloo[:8], torch.zeros(8)), scale
+
+
+def test_rloo_uses_the_other_samples_mean_and_is_registered_beside_grpo() -> None:
+    rewards = torch.tensor([1.0, -1.0, -1.0, -1.0])
+    assert torch.allclose(leave_one_out_advantages(rewards, 4), torch.tensor([2.0, -2 / 3, -2 / 3, -2 / 3]))
+    assert {"grpo", "rloo"} <= set(ADVANTAGES)
+    mask = torch.ones(4, 3)
+    tokens, metrics = ADVANTAGES["rloo"](rewards, mask, group_size=4, gamma=1.0, lam=1.0, scale="none")
+    assert torch.allclose(tokens, leave_one_out_advantages(rewards, 4)[:, None].expand(4, 3))
+    assert metrics["advantage_sum"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="registered already"):
+        register_advantage("grpo")(lambda *a, **k: None)
+    with pytest.raises(ValueError, match="must be finite"):
+        group_advantages(torch.tensor([1.0, float("nan")]), 2)
+
+
+def test_gamma_and_lambda_reach_the_token_advantages() -> None:
+    rewards = torch.tensor([1.0, -1.0])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    unit, _ = ADVANTAGES["grpo"](rewards, mask, group_size=2, gamma=1.0, lam=1.0, scale="none")
+    assert torch.equal(unit, torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, 0.0]]))
+    discounted, _ = ADVANTAGES["grpo"](rewards, mask, group_size=2, gamma=0.5, lam=1.0, scale="none")
+    # baseline 0 (group mean): A_t = γ^(T-1-t)·r on the way back from the last token
+    assert torch.allclose(discounted, torch.tensor([[0.25, 0.5, 1.0], [-0.5, -1.0, 0.0]]))
+
+
+def test_padding_holding_nan_or_inf_cannot_reach_the_loss_or_its_gradient() -> None:
+    logp = torch.tensor([[-1.0, -2.0, float("nan")], [-0.5, float("-inf"), float("nan")]], requires_grad=True)
+    old = torch.tensor([[-1.1, -2.0, float("nan")], [-0.5, float("inf"), 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    advantages = torch.tensor([[1.0, 1.0, float("nan")], [-1.0, float("nan"), 2.0]])
+    weights = torch.where(mask.bool(), 1.0, float("nan"))
+    loss, sums = ppo_loss(logp, old, advantages, mask, **CLIP, is_weights=weights)
+    assert torch.isfinite(loss) and all(torch.isfinite(v) for v in sums.values())
+    loss.backward()
+    assert torch.isfinite(logp.grad).all() and logp.grad[0, 2] == 0 and logp.grad[1, 1] == 0
+    kl, total = kl_penalty(logp, old, mask, "k3")
+    assert torch.isfinite(kl) and torch.isfinite(total)
+    assert logprob_mismatch(logp.detach(), old, mask)["parity_max_abs"] == pytest.approx(0.1)
+
+
+def test_kl_penalty_estimators() -> None:
+    logp = torch.log(torch.tensor([[0.5, 0.25]]))
+    ref = torch.log(torch.tensor([[0.25, 0.25]]))
+    mask = torch.ones(1, 2)
+    k1, _ = kl_penalty(logp, ref, mask, "k1")
+    k3, _ = kl_penalty(logp, ref, mask, "k3")
+    assert k1 == pytest.approx(math.log(2) / 2) and k3 == pytest.approx((0.5 - math.log(0.5) - 1) / 2)
+    assert kl_penalty(logp, logp, mask, "k3")[0] == 0

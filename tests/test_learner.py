@@ -9,17 +9,23 @@ import torch
 import torch.multiprocessing as mp
 
 from rlvr.algorithm import group_advantages
-from rlvr.learner import Learner, make_batch
+from rlvr.cluster import free_ports
+from rlvr.learner import Learner, LearnerSpec, make_batch
 from rlvr.model.megrez2 import Megrez2Config, token_logprobs
-from rlvr.submit import free_ports
 from rollout.torch_engine import TorchEngine
 
 OPTIM = {"lr": 1e-2, "betas": (0.9, 0.99), "grad_clip": 1.0}
 ALGORITHM = {"ppo_epochs": 2, "minibatches": 2, "clip_low": 0.2, "clip_high": 0.2}
 
 
+def spec(optim=OPTIM, algorithm=ALGORITHM, seed: int = 0, fsdp: bool = False) -> LearnerSpec:  # noqa: ANN001
+    return LearnerSpec.create(
+        Megrez2Config.preset("tiny"), optim, algorithm, resources={"fsdp": fsdp}, seed=seed
+    )
+
+
 def rollout_batch(seed: int = 0):  # noqa: ANN201
-    learner = Learner(Megrez2Config.preset("tiny"), OPTIM, ALGORITHM, seed=seed)
+    learner = Learner(spec(seed=seed))
     engine = TorchEngine(learner.model, eos_token_id=3)
     rollouts = engine.generate([[5, 6, 7], [9, 10], [11, 12, 13, 14]], n=4, max_new_tokens=6, seed=seed)
     rewards = torch.tensor(
@@ -31,7 +37,7 @@ def rollout_batch(seed: int = 0):  # noqa: ANN201
 def test_make_batch_aligns_logprobs_with_response_tokens() -> None:
     batch = rollout_batch()
     assert batch.response_mask.shape == batch.old_logp.shape == (12, batch.input_ids.shape[1] - 1)
-    learner = Learner(Megrez2Config.preset("tiny"), OPTIM, ALGORITHM, seed=0)
+    learner = Learner(spec())
     with torch.no_grad():
         logits = learner.model(batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
     logp = token_logprobs(logits, batch.input_ids[:, 1:])
@@ -41,7 +47,7 @@ def test_make_batch_aligns_logprobs_with_response_tokens() -> None:
 
 def test_update_raises_the_likelihood_of_positive_advantage_sequences() -> None:
     batch = rollout_batch()
-    learner = Learner(Megrez2Config.preset("tiny"), {**OPTIM, "lr": 3e-3}, ALGORITHM, seed=0)
+    learner = Learner(spec({**OPTIM, "lr": 3e-3}))
 
     def advantage_weighted_logp() -> float:
         with torch.no_grad():
@@ -60,13 +66,13 @@ def test_update_raises_the_likelihood_of_positive_advantage_sequences() -> None:
 @pytest.mark.parametrize("fsdp", [False, True], ids=["all-reduce", "fsdp2"])
 def test_two_data_parallel_ranks_make_the_one_rank_update(tmp_path: Path, fsdp: bool) -> None:
     # One minibatch per PPO epoch, so each rank's shard is its half of the same minibatch.
-    single = Learner(Megrez2Config.preset("tiny"), OPTIM, {**ALGORITHM, "minibatches": 1}, seed=0)
+    single = Learner(spec(algorithm={**ALGORITHM, "minibatches": 1}))
     single.train_step(rollout_batch())
     out = str(tmp_path / "rank0.pt")
     url = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     mp.start_processes(_rank_main, args=(2, url, out, fsdp), nprocs=2, join=True, start_method="spawn")
     two_ranks = torch.load(out, weights_only=True)
-    initial = Learner(Megrez2Config.preset("tiny"), OPTIM, ALGORITHM, seed=0).state_dict()
+    initial = Learner(spec()).state_dict()
     moved = max((value - initial[name]).abs().max() for name, value in single.state_dict().items())
     assert moved > 1e-3  # the step did something; rank sums reorder float additions by ~1e-6
     for name, value in single.state_dict().items():
@@ -80,15 +86,14 @@ def _rank_main(rank: int, world: int, url: str, out: str, fsdp: bool) -> None:
     batch = rollout_batch()
     shard = batch.rows(torch.arange(len(batch)).view(world, -1)[rank])  # contiguous halves per rank
     algorithm = {**ALGORITHM, "minibatches": 1}
-    config = Megrez2Config.preset("tiny")
-    learner = Learner(config, OPTIM, algorithm, rank=rank, world_size=world, init_method=url, fsdp=fsdp)
+    learner = Learner(spec(algorithm=algorithm, fsdp=fsdp), rank=rank, world_size=world, init_method=url)
     learner.train_step(shard)
     state = learner.state_dict()  # with FSDP a collective: every rank gathers
     if rank == 0:
         torch.save(state, out)
     if fsdp:  # sharded checkpoint round trip: save on every rank, load into a fresh sharded learner
         learner.save(str(Path(out).parent))
-        again = Learner(config, OPTIM, algorithm, rank=rank, world_size=world, fsdp=True, seed=1)
+        again = Learner(spec(algorithm=algorithm, fsdp=True, seed=1), rank=rank, world_size=world)
         again.load(str(Path(out).parent))
         reloaded = again.state_dict()
         assert all(torch.equal(reloaded[k], v) for k, v in state.items())
