@@ -1,21 +1,24 @@
 """The Ray actors of one training run, started from the recipe's resources, behind plain methods.
 
-The driver loop calls `generate`, `verify`, `update`, `sync_weights` and `save`; how the work is split over
-rollout workers, verifier workers and learner ranks lives here, out of the loop.
+The trainer calls `generate`, `verify`, `update`, `sync_weights` and `save`; how the work is split over
+rollout workers, verifier workers and learner ranks lives here, out of the step. Every actor is built from
+typed objects (`LearnerSpec`, `Megrez2Config`, sections of the recipe), never from loose dicts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import ray
 import torch
 
 from rlvr.algorithm import logprob_mismatch
+from rlvr.cluster import free_ports
 from rlvr.config import RecipeConfig
-from rlvr.learner import Learner, TrainBatch, make_batch
+from rlvr.learner import Learner, LearnerSpec, TrainBatch, make_batch
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
-from rlvr.submit import free_ports
+from rlvr.sampler import Item
 from rollout.types import Rollout
 from rollout.worker import RolloutWorker
 from verifiers.base import Result
@@ -27,82 +30,120 @@ def _split(items: list[Any], parts: int) -> list[list[Any]]:
     return [items[i * size : (i + 1) * size] for i in range(parts)]
 
 
-def engine_options(recipe: RecipeConfig, worker: int = 0) -> dict[str, Any]:
-    """The vLLM engine's settings from `rollout.*` (the torch engine takes none)."""
+def required_resources(recipe: RecipeConfig) -> dict[str, float]:
+    """CPUs and GPUs the run's actors reserve (each learner rank and rollout worker takes one CPU)."""
+    res = recipe.resources
+    return {
+        "CPU": res.learner_workers + recipe.rollout.workers + res.cpus_per_verifier_worker,
+        "GPU": res.learner_workers * res.gpus_per_learner
+        + recipe.rollout.workers * res.gpus_per_rollout_worker,
+    }
+
+
+def engine_options(recipe: RecipeConfig) -> dict[str, Any]:
+    """The vLLM engine's settings from `rollout.*` (the torch engine takes none). dtype auto is the learner's
+    compute dtype, so both sides compute in the same precision."""
     if recipe.rollout.engine != "vllm":
         return {}
     r = recipe.rollout
+    device = "cuda" if recipe.resources.gpus_per_rollout_worker > 0 else "cpu"
+    learner_device = "cuda" if recipe.resources.gpus_per_learner > 0 else "cpu"
+    dtype = recipe.model.compute_dtype(learner_device) if r.dtype == "auto" else r.dtype
     return {
-        "dtype": r.dtype,
+        "dtype": dtype if device == learner_device or r.dtype != "auto" else "auto",
         "max_model_len": r.max_model_len,
         "gpu_memory_utilization": r.gpu_memory_utilization,
-        "seed": recipe.run.seed + worker,
     }
+
+
+def learner_spec(recipe: RecipeConfig, model_config: Megrez2Config) -> LearnerSpec:
+    """The typed spec every learner rank of a recipe is built from."""
+    return LearnerSpec.create(
+        model_config,
+        recipe.optim,
+        recipe.algorithm,
+        recipe.rollout,
+        recipe.model,
+        recipe.resources,
+        recipe.run.seed,
+    )
+
+
+def start_learners(recipe: RecipeConfig, spec: LearnerSpec) -> list[Any]:
+    """`resources.learner_workers` Learner actors (one data-parallel group), each starting from
+    `model.path` when the recipe has one (e.g. the SFT warm start), else from the same seeded init."""
+    res = recipe.resources
+    url = f"tcp://127.0.0.1:{free_ports(1)[0]}"  # single-node rendezvous for the DP process group
+    learner_cls = ray.remote(num_cpus=1, num_gpus=res.gpus_per_learner)(Learner)
+    initial = None
+    if recipe.model.path:
+        initial = ray.put(Megrez2ForCausalLM.from_pretrained(recipe.model.path).state_dict())
+    ranks = res.learner_workers
+    return [
+        learner_cls.remote(spec, rank=r, world_size=ranks, init_method=url, initial_state=initial)
+        for r in range(ranks)
+    ]
 
 
 class TrainingActors:
     """Learner ranks, rollout workers and verifier workers for one run."""
 
     def __init__(
-        self, recipe: RecipeConfig, model_config: Megrez2Config, eos_token_id: int, pad_token_id: int
+        self,
+        recipe: RecipeConfig,
+        model_config: Megrez2Config,
+        stop_token_ids: int | Sequence[int],
+        pad_token_id: int,
     ) -> None:
-        res, optim = recipe.resources, recipe.optim.model_dump()
-        algorithm = recipe.algorithm.model_dump()
-        ranks = res.learner_workers
-        url = f"tcp://127.0.0.1:{free_ports(1)[0]}"  # single-node rendezvous for the DP process group
-        learner_cls = ray.remote(num_cpus=1, num_gpus=res.gpus_per_learner)(Learner)
-        initial = None
-        if recipe.model.path:  # every rank starts from the checkpoint (e.g. the SFT warm start)
-            initial = ray.put(Megrez2ForCausalLM.from_pretrained(recipe.model.path).state_dict())
-        device = "cuda" if res.gpus_per_learner > 0 else "cpu"
-        self.learners = [
-            learner_cls.remote(
-                model_config,
-                optim,
-                algorithm,
-                rank=r,
-                world_size=ranks,
-                init_method=url,
-                seed=recipe.run.seed,
-                device=device,
-                fsdp=res.fsdp,
-                initial_state=initial,
-            )
-            for r in range(ranks)
-        ]
-        state = self._full_state()
-        state_ref = ray.put(state)
+        res = recipe.resources
+        self.learners = start_learners(recipe, learner_spec(recipe, model_config))
+        state_ref = ray.put(self._full_state())
         self.rollout_workers = [
             RolloutWorker.options(num_cpus=1, num_gpus=res.gpus_per_rollout_worker).remote(
                 recipe.rollout.engine,
                 model_config,
                 state_ref,
-                eos_token_id,
+                stop_token_ids,
                 pad_token_id,
-                options=engine_options(recipe, worker=i),
+                options=engine_options(recipe),
             )
-            for i in range(recipe.rollout.workers)
+            for _ in range(recipe.rollout.workers)
         ]
         v = recipe.verifier
-        kwargs = {"reward_correct": v.reward_correct, "reward_wrong": v.reward_wrong, **v.options}
+        rewards = {"reward_correct": v.reward_correct, "reward_wrong": v.reward_wrong}
         self.verifier_workers = [
             VerifierWorker.options(num_cpus=res.cpus_per_verifier_worker).remote(
                 verifier=v.name,
                 num_workers=v.workers,
                 soft_timeout_s=v.soft_timeout_s,
                 hard_timeout_s=v.hard_timeout_s,
-                verifier_kwargs=kwargs,
+                verifier_kwargs=v.options,
+                shared_kwargs=rewards,
             )
         ]
 
     def generate(
-        self, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float, seed: int
+        self,
+        prompts: list[list[int]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        seeds: Sequence[int] | None,
+        top_p: float = 1.0,
     ) -> list[Rollout]:
-        """n rollouts per prompt, prompt-major, prompts spread over the rollout workers."""
+        """n rollouts per prompt, prompt-major, prompts spread over the rollout workers. `seeds` has one
+        stream seed per prompt, so what a prompt gets does not depend on which worker served it."""
         shards = _split(list(range(len(prompts))), len(self.rollout_workers))
         futures = [
-            worker.generate.remote([prompts[i] for i in shard], n, max_new_tokens, temperature, seed + k)
-            for k, (worker, shard) in enumerate(zip(self.rollout_workers, shards, strict=True))
+            worker.generate.remote(
+                [prompts[i] for i in shard],
+                n,
+                max_new_tokens,
+                temperature,
+                None if seeds is None else [seeds[i] for i in shard],
+                top_p,
+            )
+            for worker, shard in zip(self.rollout_workers, shards, strict=True)
             if shard
         ]
         rollouts: list[Rollout] = []
@@ -112,9 +153,14 @@ class TrainingActors:
                 rollouts.append(r)
         return rollouts
 
-    def verify(self, items: list[tuple[str, str, dict[str, Any] | None]]) -> list[Result]:
-        shards = _split(items, len(self.verifier_workers))
-        futures = [w.verify_batch.remote(s) for w, s in zip(self.verifier_workers, shards, strict=True) if s]
+    def verify(self, items: list[Item], specs: list[str | None]) -> list[Result]:
+        """One Result per (response, gold, meta) item, in order; specs[i] is item i's verifier."""
+        shards = _split(list(range(len(items))), len(self.verifier_workers))
+        futures = [
+            w.verify_batch.remote([items[i] for i in s], [specs[i] for i in s])
+            for w, s in zip(self.verifier_workers, shards, strict=True)
+            if s
+        ]
         return [r for part in ray.get(futures) for r in part]
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
@@ -126,13 +172,17 @@ class TrainingActors:
         return metrics[0]  # loss metrics are all-reduced: every rank reports the same numbers
 
     def parity_probe(
-        self, prompts: list[list[int]], max_new_tokens: int, temperature: float, seed: int
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float,
+        seeds: Sequence[int],
+        top_p: float = 1.0,
     ) -> dict[str, float]:
-        """Engine vs learner logprobs of the same sampled tokens on fixed prompts (after a weight sync)."""
-        if temperature != 1.0:  # the engine's logprobs are of the tempered distribution, the learner's not
-            raise ValueError("the parity probe compares at temperature 1.0")
+        """Engine vs learner logprobs of the same sampled tokens on fixed prompts (after a weight sync), both
+        of the rollout's sampling distribution."""
         rollouts = ray.get(
-            self.rollout_workers[0].generate.remote(prompts, 1, max_new_tokens, temperature, seed)
+            self.rollout_workers[0].generate.remote(prompts, 1, max_new_tokens, temperature, seeds, top_p)
         )
         batch = make_batch(rollouts, torch.zeros(len(rollouts)))
         learner = ray.get([lr.logprobs.remote(batch) for lr in self.learners])[0]  # all ranks (FSDP)
@@ -148,9 +198,11 @@ class TrainingActors:
         return ray.get([lr.state_dict.remote() for lr in self.learners])[0]
 
     def save(self, path: str) -> None:
+        """Every rank writes its part of a checkpoint into the folder `path` (model, optimiser, RNG)."""
         ray.get([lr.save.remote(path) for lr in self.learners])
 
     def load(self, path: str) -> None:
+        """Every rank restores its part from the checkpoint folder `path` (as written by `save`)."""
         ray.get([lr.load.remote(path) for lr in self.learners])
 
     def status_counts(self) -> dict[str, int]:

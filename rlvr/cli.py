@@ -73,44 +73,31 @@ def cmd_sft(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rlvr.data import read_prompt_file
-    from rlvr.evaluate import evaluate, write_result
-    from rlvr.model.megrez2 import Megrez2ForCausalLM
-    from rlvr.tokenizer import load_tokenizer
-    from rollout.torch_engine import TorchEngine
-    from verifiers import VerifierPool
+    from rlvr.data import load_prompts
+    from rlvr.evaluate import evaluate, local_sampler, write_result
+    from rlvr.seeds import prompt_seeds
 
     target = Path(args.target)
     if target.is_dir():  # a checkpoint folder
-        checkpoint, verifier, max_new = target, args.verifier, args.max_new_tokens
-    else:  # a recipe: its model (after SFT, if the run has one) and its verifier
+        checkpoint, verifier, max_new, engine = target, args.verifier, args.max_new_tokens, args.engine
+    else:  # a recipe: its model (after SFT, if the run has one), verifier and engine
         config = load_recipe(target, args.overrides)
         from rlvr.sft import sft_dir
 
-        warm = sft_dir(config)
-        checkpoint = Path(config.model.path) if config.model.path else warm
-        verifier, max_new = (
-            args.verifier or config.verifier.name,
-            args.max_new_tokens or config.rollout.max_new_tokens,
-        )
+        checkpoint = Path(config.model.path) if config.model.path else sft_dir(config)
+        verifier = args.verifier or config.verifier.name
+        max_new = args.max_new_tokens or config.rollout.max_new_tokens
+        engine = args.engine or config.rollout.engine
     if not (checkpoint / "config.json").exists():
         raise RecipeError(f"no checkpoint at {checkpoint} (config.json missing): give a checkpoint folder")
-    prompts = read_prompt_file(args.data)
-    for problem in prompts.problems:
-        print(f"warning: {args.data}: malformed {problem}", file=sys.stderr)
-    tokenizer = load_tokenizer(checkpoint)
-    engine = TorchEngine(Megrez2ForCausalLM.from_pretrained(checkpoint), eos_token_id=tokenizer.eos_token_id)
-    with VerifierPool(verifier or "math", num_workers=1) as pool:
-        result = evaluate(
-            prompts.rows,
-            tokenizer,
-            engine.generate,
-            pool.verify_batch,
-            args.k,
-            max_new or 256,
-            seed=args.seed,
-        )
-    result.update(checkpoint=str(checkpoint), data=str(args.data), malformed=prompts.malformed)
+    try:
+        rows = load_prompts([args.data], "--data")
+    except (ValueError, FileNotFoundError) as exc:
+        raise RecipeError(str(exc)) from None
+    with local_sampler(checkpoint, engine or "vllm", verifier or "math") as sampler:
+        seeds = prompt_seeds(args.seed, "eval", 0, len(rows))
+        result = evaluate(rows, sampler, args.k, max_new or 256, seeds)
+    result.update(checkpoint=str(checkpoint), data=str(args.data))
     print(json.dumps(result))
     if args.out:
         write_result(result, Path(args.out))
@@ -185,9 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="pass@1 and pass@k of a checkpoint (or a recipe's model)")
     evaluate.add_argument("target", help="checkpoint folder, or a recipe (uses its SFT/model checkpoint)")
     evaluate.add_argument("overrides", nargs="*", help="dotted overrides for a recipe target")
-    evaluate.add_argument("--data", required=True, help="prompt file (.jsonl/.json/.parquet) or task://...")
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="prompt set (.parquet/.jsonl/.json), a public file as published (GSM8K, MATH, AQuA, MMLU) or task://",
+    )
+    evaluate.add_argument(
+        "--engine", choices=["vllm", "torch"], help="rollout engine; default the recipe's, else vllm"
+    )
     evaluate.add_argument("--k", type=int, default=4, help="samples per prompt at temperature 1.0")
-    evaluate.add_argument("--verifier", help="verifier spec; default the recipe's, else math")
+    evaluate.add_argument(
+        "--verifier", help="verifier for rows that name none; default the recipe's, else math"
+    )
     evaluate.add_argument("--max-new-tokens", type=int, help="response cap; default the recipe's, else 256")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="append the result as a JSON line to this file")

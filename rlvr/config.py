@@ -8,6 +8,7 @@ is allowed (`rollout.engine: 'vlm' is not one of 'vllm', 'torch'`; `unknown key 
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -22,8 +23,53 @@ class RecipeError(ValueError):
     """A recipe or override is invalid. The message lists every problem, one per line."""
 
 
+# Set (to a file path) by the test that proves every recipe key is read somewhere: each process then appends
+# "Section.key" the first time code reads a key. Off (and free) otherwise.
+_RECORD_READS = os.environ.get("RLVR_RECORD_CONFIG_READS")
+_recorded: set[str] = set()
+_validating = [0]  # reads by validators check a recipe; they are not uses
+
+
+def _record_read(section: type, name: str) -> None:
+    key = f"{section.__name__}.{name}"
+    if key not in _recorded and not _validating[0] and _RECORD_READS:
+        _recorded.add(key)
+        with open(_RECORD_READS, "a") as f:
+            f.write(key + "\n")
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    if _RECORD_READS:
+
+        def __getattribute__(self, name: str) -> Any:
+            cls = object.__getattribute__(self, "__class__")
+            if name in cls.model_fields:
+                _record_read(cls, name)
+            return object.__getattribute__(self, name)
+
+        def __init__(self, **data: Any) -> None:
+            _validating[0] += 1
+            try:
+                super().__init__(**data)
+            finally:
+                _validating[0] -= 1
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            _validating[0] += 1
+            try:
+                super().__setattr__(name, value)
+            finally:
+                _validating[0] -= 1
+
+        @classmethod
+        def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+            _validating[0] += 1
+            try:
+                return super().model_validate(obj, **kwargs)
+            finally:
+                _validating[0] -= 1
 
 
 class RunConfig(Section):
@@ -44,10 +90,20 @@ class ModelConfig(Section):
         None, description="checkpoint directory in the official layout; wins over preset"
     )
     tokenizer: str | None = Field(None, description="tokenizer directory; default: the checkpoint's")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="parameter and compute dtype")
-    activation_checkpointing: bool = Field(
-        False, description="recompute each layer in backward to save memory"
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="learner compute dtype: bfloat16 = bf16 autocast over fp32 master weights and AdamW "
+        "state; auto = bfloat16 on GPU, float32 on CPU",
     )
+    activation_checkpointing: bool = Field(
+        False, description="learner recomputes each layer in backward to save activation memory"
+    )
+
+    def compute_dtype(self, device: str) -> str:
+        """`dtype` with auto resolved for a learner on `device` ("cpu" or "cuda")."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if device.startswith("cuda") else "float32"
 
     @model_validator(mode="after")
     def _preset_or_path(self) -> ModelConfig:
@@ -88,11 +144,18 @@ class RolloutConfig(Section):
     workers: int = Field(1, ge=1, description="RolloutWorker actors")
     prompts_per_step: int = Field(8, ge=1, description="prompts sampled per RL step")
     n: int = Field(8, ge=1, description="samples per prompt (the GRPO group size)")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature (the paper: 1.0)")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling; 1.0 samples the full distribution")
+    temperature: float = Field(
+        1.0, gt=0, description="sampling temperature (the paper: 1.0); the learner scores at it too"
+    )
+    top_p: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="nucleus sampling in both engines; the learner scores the same truncated distribution",
+    )
     max_new_tokens: int = Field(256, gt=0, description="response length cap; longer responses are truncated")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="vLLM weights/activations; auto = the learner's: float32 on CPU, bfloat16 on GPU"
+        "auto", description="vLLM weights/activations; auto = the learner's compute dtype (model.dtype)"
     )
     max_model_len: int | None = Field(
         None, gt=0, description="vLLM context length (prompt + response); null = the model's maximum"
@@ -107,13 +170,20 @@ class RolloutConfig(Section):
 
 
 class AlgorithmConfig(Section):
-    advantage: Literal["grpo"] = Field("grpo", description="advantage estimator")
+    advantage: str = Field(
+        "grpo", description="advantage estimator from the registry (rlvr.algorithm): grpo, rloo"
+    )
     advantage_scale: Literal["none", "std"] = Field("none", description="divide by the group's std or not")
-    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount")
-    lam: float = Field(1.0, ge=0, le=1, description="GAE lambda")
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount of the outcome reward over tokens")
+    lam: float = Field(
+        1.0, ge=0, le=1, description="GAE lambda (1 with gamma 1: the same advantage per token)"
+    )
     clip_low: float = Field(0.2, ge=0, lt=1, description="PPO ratio clip below: 1 - clip_low")
     clip_high: float = Field(0.2, ge=0, description="PPO ratio clip above: 1 + clip_high")
-    kl_coef: float = Field(0.0, ge=0, description="KL penalty; 0 loads no reference model")
+    kl_coef: float = Field(
+        0.0, ge=0, description="KL penalty to a frozen copy of the start policy; 0 loads no reference model"
+    )
+    kl_estimator: Literal["k1", "k3"] = Field("k3", description="KL estimator of the penalty (Schulman)")
     ppo_epochs: int = Field(1, ge=1, description="passes over each step's rollouts")
     minibatches: int = Field(1, ge=1, description="optimizer steps per PPO epoch")
     old_logprobs: Literal["recompute", "behaviour"] = Field(
@@ -126,6 +196,14 @@ class AlgorithmConfig(Section):
         gt=0,
         description="truncated IS: weight tokens by min(π_learner / π_engine, cap); null = off",
     )
+
+    @model_validator(mode="after")
+    def _known_advantage(self) -> AlgorithmConfig:
+        from rlvr.algorithm import ADVANTAGES  # on use: torch is heavy for the commands that need no model
+
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"advantage {self.advantage!r} is not one of {', '.join(map(repr, ADVANTAGES))}")
+        return self
 
 
 class OptimConfig(Section):
@@ -155,6 +233,10 @@ class TrainerConfig(Section):
     )
     eval_k: int = Field(4, ge=1, description="samples per held-out prompt (pass@1 and pass@k at T=1.0)")
     resume: Literal["auto", "never"] = Field("auto", description="auto: continue from the newest checkpoint")
+    on_data_change: Literal["error", "new_epoch"] = Field(
+        "error",
+        description="resuming over a changed prompt set: error stops; new_epoch starts a fresh epoch of it",
+    )
     wandb: bool = Field(
         True, description="log to wandb (offline unless WANDB_MODE/WANDB_API_KEY say otherwise)"
     )

@@ -15,9 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rlvr.cluster import local_head
 from rlvr.config import load_recipe
 from rlvr.plot import plot_run
-from rlvr.submit import local_head, submit
+from rlvr.submit import submit
 
 DEFAULT_RECIPE = "recipes/arithmetic.yaml"
 

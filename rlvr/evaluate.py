@@ -1,4 +1,4 @@
-"""`rlvr eval`: pass@1 and pass@k of a model on a prompt set, with the rollout engine and the verifiers.
+"""`rlvr eval`: pass@1 and pass@k of a model on a prompt set, through the `Sampler`.
 
 k samples per prompt at temperature 1.0; pass@1 is the mean fraction correct and pass@k uses the unbiased
 estimator of Chen et al. (2021): 1 − C(n − c, k) / C(n, k) per prompt, averaged.
@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rlvr.data.schema import PromptRow
-from rollout.types import Rollout
-from verifiers.base import Result
-
-Generate = Callable[[list[list[int]], int, int, float, int], list[Rollout]]
-Verify = Callable[[list[tuple[str, str, dict[str, Any] | None]]], list[Result]]
+from rlvr.sampler import Sampler, SamplingSettings
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -29,35 +26,32 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def evaluate(
-    rows: list[PromptRow],
-    tokenizer: Any,
-    generate: Generate,
-    verify: Verify,
+    rows: Sequence[PromptRow],
+    sampler: Sampler,
     k: int,
     max_new_tokens: int,
-    seed: int = 0,
+    seeds: Sequence[int] | None = None,
     batch_prompts: int = 64,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Samples k completions per prompt, verifies them, and returns pass@1, pass@k and per-status counts."""
+    """Samples k completions per prompt at T = 1, verifies each with its row's verifier, and returns pass@1,
+    pass@k, per-status and per-source counts. `seeds` has one stream seed per row. ValueError on no rows."""
     from tqdm import tqdm
 
+    if not rows:
+        raise ValueError("nothing to evaluate: no prompt rows")
     correct: list[int] = []
     statuses: dict[str, int] = {}
+    settings = SamplingSettings(n=k, max_new_tokens=max_new_tokens)
     start = time.perf_counter()
     bar = tqdm(total=len(rows), desc="eval", unit="prompt", disable=not progress)
     for first in range(0, len(rows), batch_prompts):
-        chunk = rows[first : first + batch_prompts]
-        rollouts = generate([tokenizer.encode(r.prompt) for r in chunk], k, max_new_tokens, 1.0, seed + first)
-        items = [
-            (tokenizer.decode(r.response_ids), chunk[r.prompt_index].answer, chunk[r.prompt_index].meta)
-            for r in rollouts
-        ]
-        results = verify(items)
+        chunk = list(rows[first : first + batch_prompts])
+        chunk_seeds = None if seeds is None else list(seeds[first : first + batch_prompts])
         per_prompt = [0] * len(chunk)
-        for rollout, result in zip(rollouts, results, strict=True):
-            per_prompt[rollout.prompt_index] += int(result.correct)
-            statuses[result.status] = statuses.get(result.status, 0) + 1
+        for s in sampler.sample(chunk, settings, chunk_seeds):
+            per_prompt[s.rollout.prompt_index] += int(s.result.correct)
+            statuses[s.result.status] = statuses.get(s.result.status, 0) + 1
         correct += per_prompt
         bar.update(len(chunk))
     bar.close()
@@ -68,7 +62,17 @@ def evaluate(
         f"pass@{k}": sum(pass_at_k(k, c, k) for c in correct) / len(rows),
         "solved_none": sum(c == 0 for c in correct) / len(rows),
         "statuses": statuses,
+        "by_source": _by_source(rows, correct, k),
         "seconds": time.perf_counter() - start,
+    }
+
+
+def _by_source(rows: Sequence[PromptRow], correct: list[int], k: int) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[int]] = {}
+    for row, c in zip(rows, correct, strict=True):
+        groups.setdefault(row.source or "unknown", []).append(c)
+    return {
+        name: {"prompts": len(cs), "pass@1": sum(cs) / (k * len(cs))} for name, cs in sorted(groups.items())
     }
 
 
@@ -77,3 +81,28 @@ def write_result(result: dict[str, Any], path: Path, **extra: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps({**extra, **result}) + "\n")
+
+
+@contextmanager
+def local_sampler(
+    checkpoint: Path,
+    engine: str = "vllm",
+    verifier: str = "math",
+    verifier_workers: int = 1,
+    verifier_options: Mapping[str, Any] | None = None,
+) -> Iterator[Sampler]:
+    """A `Sampler` in this process for `rlvr eval`: the checkpoint in a rollout engine (vLLM in-process or
+    the torch engine) and a `VerifierRouter` (rows' own verifiers, `verifier` for rows naming none)."""
+    from rlvr.model.megrez2 import Megrez2ForCausalLM
+    from rlvr.tokenizer import load_tokenizer
+    from rollout.worker import build_engine
+    from verifiers.routing import VerifierRouter
+
+    tokenizer = load_tokenizer(checkpoint)
+    model = Megrez2ForCausalLM.from_pretrained(checkpoint)
+    rollout = build_engine(
+        engine, model.config, model.state_dict(), tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
+    del model
+    with VerifierRouter(verifier, verifier_workers, default_kwargs=verifier_options) as router:
+        yield Sampler(tokenizer, rollout.generate, router.verify_batch, default_verifier=verifier)

@@ -16,15 +16,8 @@ import asyncio
 import logging
 import os
 import shlex
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -260,75 +253,3 @@ def submit(
     message = f": {info.message.splitlines()[0]}" if info.message else ""
     print(f"job {job_id} {status.value}{message}", flush=True)
     return 0 if status == JobStatus.SUCCEEDED else 1
-
-
-def free_ports(n: int) -> list[int]:
-    """n ports free on 127.0.0.1 right now (the OS picks them)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-@contextmanager
-def local_head(env: dict[str, str], num_cpus: int = 4) -> Iterator[str]:
-    """`ray start --head --block` on free ports and a fresh temp dir; yields its Jobs API address.
-
-    Its own ports and temp dir keep it apart from any other Ray on the machine; leaving the block sends
-    SIGTERM to that `ray start` only (which stops what it started) rather than `ray stop`, which would stop
-    every Ray on the machine. `env` is the head's environment: the jobs' `rlvr` is looked up on its PATH.
-    """
-    flags = [
-        "--port",
-        "--dashboard-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--ray-client-server-port",
-        "--metrics-export-port",
-        "--runtime-env-agent-port",
-        "--node-manager-port",
-        "--object-manager-port",
-    ]
-    ports = dict(zip(flags, free_ports(len(flags)), strict=True))
-    temp_dir = tempfile.mkdtemp(prefix="rlvr-ray-")
-    log_path = Path(temp_dir) / "ray_start.log"
-    cmd = [
-        str(Path(sys.executable).with_name("ray")),
-        "start",
-        "--head",
-        "--block",
-        f"--num-cpus={num_cpus}",
-        "--disable-usage-stats",
-    ]
-    cmd += [f"--temp-dir={temp_dir}", "--include-dashboard=true", *(f"{k}={v}" for k, v in ports.items())]
-    address = f"http://127.0.0.1:{ports['--dashboard-port']}"
-    with log_path.open("w") as log:
-        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if head.poll() is not None:
-                raise SubmitError(f"ray start exited {head.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(f"{address}/api/version", timeout=2).close()
-                break
-            except urllib.error.HTTPError:  # up, but asks for a token
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    tail = log_path.read_text()[-3000:]
-                    raise SubmitError(f"no Jobs API at {address} after 60 s:\n{tail}") from None
-                time.sleep(0.5)
-        yield address
-    finally:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -68,6 +68,10 @@ class HFTokenizer:
     def decode(self, ids: list[int]) -> str:
         return str(self.inner.decode(ids, skip_special_tokens=True))
 
+    def save(self, folder: str | Path) -> None:
+        """The tokenizer files (and chat template) into `folder`, beside a checkpoint."""
+        self.inner.save_pretrained(str(folder))
+
 
 def load_tokenizer(folder: str | Path | None) -> CharTokenizer | HFTokenizer:
     """The tokenizer saved in `folder` (rlvr's own or Hugging Face's); None: the character tokenizer."""

@@ -1,4 +1,7 @@
-"""The RLVR driver: sample → rollout → verify → advantages → update → sync → log → checkpoint.
+"""The RLVR driver. `Trainer.step` is the algorithm; everything else is set-up and hooks.
+
+    1 sample prompts   2 rollout (n per prompt, T = 1)   3 verify (binary reward)   4 advantages (GAE, λ=γ=1)
+    5 update (PPO clipped loss)   6 sync weights into the engines   7 log   8 checkpoint
 
 Runs on the Ray driver (`rlvr train`, or a job from `ray job submit`); the actors do the work.
 """
@@ -6,10 +9,8 @@ Runs on the Ray driver (`rlvr train`, or a job from `ray job submit`); the actor
 from __future__ import annotations
 
 import json
-import math
-import os
 import random
-import shutil
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,21 @@ from typing import Any
 import ray
 import torch
 
-from rlvr.actors import TrainingActors
-from rlvr.algorithm import group_advantages
+from rlvr.actors import TrainingActors, required_resources
+from rlvr.algorithm import ADVANTAGES, response_mask
+from rlvr.cluster import check_resources, ensure_ray
 from rlvr.config import RecipeConfig
-from rlvr.data.schema import PromptRow, read_prompt_file
-from rlvr.evaluate import evaluate, write_result
-from rlvr.learner import make_batch
-from rlvr.model.megrez2 import Megrez2Config
-from rlvr.tokenizer import CharTokenizer, HFTokenizer, load_tokenizer
-from rollout.types import Rollout
-from verifiers.base import STATUSES, Result
+from rlvr.data import PromptRow, fingerprint, load_prompts
+from rlvr.hooks import CheckpointHook, EvalHook, Hook, ParityHook
+from rlvr.learner import make_batch, model_config_for
+from rlvr.metrics import MetricsLog, Timer, rollout_metrics
+from rlvr.sampler import PromptFormat, Sampler, SamplingSettings, ScoredRollout
+from rlvr.seeds import derive_seed, prompt_seeds
+from rlvr.sft import run_sft, sft_dir
+from rlvr.tokenizer import load_tokenizer
 
 
-class PromptSampler:
+class PromptStream:
     """Walks the prompts in epochs, reshuffled per epoch from the run seed; its position is checkpointed."""
 
     def __init__(self, rows: list[PromptRow], seed: int, shuffle: bool) -> None:
@@ -40,7 +43,7 @@ class PromptSampler:
     def _order(self) -> list[int]:
         order = list(range(len(self.rows)))
         if self.shuffle:
-            random.Random(self.seed + self.epoch).shuffle(order)
+            random.Random(derive_seed(self.seed, "data_order", self.epoch)).shuffle(order)
         return order
 
     def next(self, count: int) -> list[PromptRow]:
@@ -61,28 +64,8 @@ class PromptSampler:
         self.order = self._order()
 
 
-def model_config_for(recipe: RecipeConfig) -> Megrez2Config:
-    if recipe.model.path:
-        return Megrez2Config.from_json(Path(recipe.model.path) / "config.json")
-    return Megrez2Config.preset(recipe.model.preset or "tiny")
-
-
-def load_prompts(recipe: RecipeConfig) -> list[PromptRow]:
-    rows = []
-    for path in recipe.data.train_files:
-        prompt_file = read_prompt_file(path)
-        for problem in prompt_file.problems:
-            print(f"warning: {path}: malformed {problem}")
-        rows.extend(prompt_file.rows)
-    if not rows:
-        raise ValueError(f"no usable prompts in {recipe.data.train_files}")
-    return rows
-
-
 def warm_start(recipe: RecipeConfig) -> Path:
     """The SFT checkpoint RL starts from: `rlvr sft`'s output in the run directory, trained now if missing."""
-    from rlvr.sft import run_sft, sft_dir
-
     done = sft_dir(recipe) / "sft_done.json"
     if done.exists() and json.loads(done.read_text()).get("steps") == recipe.sft.steps:
         print(f"warm start: {sft_dir(recipe)} (already trained)")
@@ -91,231 +74,142 @@ def warm_start(recipe: RecipeConfig) -> Path:
     return run_sft(recipe)
 
 
-def required_resources(recipe: RecipeConfig) -> dict[str, float]:
-    """CPUs and GPUs the run's actors reserve (each learner rank and rollout worker takes one CPU)."""
-    res = recipe.resources
-    return {
-        "CPU": res.learner_workers + recipe.rollout.workers + res.cpus_per_verifier_worker,
-        "GPU": res.learner_workers * res.gpus_per_learner
-        + recipe.rollout.workers * res.gpus_per_rollout_worker,
-    }
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder (`step_N`, never a `.partial` one being written)."""
+    done = [p.parent for p in run_dir.glob("checkpoints/step_*/trainer_state.json")]
+    steps = [(int(m.group(1)), p) for p in done if (m := re.fullmatch(r"step_(\d+)", p.name))]
+    return max(steps)[1] if steps else None
 
 
-def connect_ray(recipe: RecipeConfig) -> None:
-    """Joins the cluster (inside a Ray job, or with RAY_ADDRESS set), else starts a private Ray big enough for
-    the recipe's actors (they take turns, so a 2-core machine may run 3 of them), then checks the cluster
-    can place every actor: a recipe asking for more fails here with a message instead of waiting forever."""
-    need = required_resources(recipe)
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init()
-        else:
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(need["CPU"])))
-    have = ray.cluster_resources()
-    short = {k: v for k, v in need.items() if v > have.get(k, 0.0)}
-    if short:
-        wanted = ", ".join(f"{v:g} {k}" for k, v in short.items())
-        raise ValueError(
-            f"the recipe's actors need {wanted} but the Ray cluster has "
-            f"{', '.join(f'{have.get(k, 0.0):g} {k}' for k in short)}: lower resources.* / rollout.workers "
-            "or add nodes"
+class Trainer:
+    """`setup()` builds everything a run needs; `step(t)` is one RL step; `run()` loops with the hooks."""
+
+    def __init__(self, recipe: RecipeConfig) -> None:
+        self.recipe = recipe
+        self.run_dir = recipe.run.dir
+        self.start_step = 0
+        self.hooks: list[Hook] = []
+
+    def setup(self) -> None:
+        recipe = self.recipe
+        recipe.save(self.run_dir)
+        self.owns_ray = ensure_ray(required_resources(recipe)["CPU"])
+        check_resources(required_resources(recipe), "lower resources.* / rollout.workers or add nodes")
+        if recipe.sft.steps > 0 and recipe.model.path is None:
+            recipe.model.path = str(warm_start(recipe))
+        self.tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.path)
+        self.format = PromptFormat(self.tokenizer)
+        self.prompts = PromptStream(self._train_rows(), recipe.run.seed, recipe.data.shuffle)
+        self.actors = TrainingActors(
+            recipe, model_config_for(recipe), self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        )
+        v = recipe.verifier
+        self.sampler = Sampler(self.format, self.actors.generate, self.actors.verify, v.name, v.reward_wrong)
+        r = recipe.rollout
+        self.settings = SamplingSettings(r.n, r.max_new_tokens, r.temperature, r.top_p)
+        self._resume()
+        self.hooks = [ParityHook(self), EvalHook(self), CheckpointHook(self)]
+        wandb_config = recipe.to_dict() if recipe.trainer.wandb else None
+        self.log = MetricsLog(self.run_dir, wandb_config, recipe.run.name)
+
+    def step(self, step: int) -> dict[str, Any]:
+        """One RL step (phases 1-6); returns its metrics."""
+        timer, n = Timer(), self.settings.n
+        with timer("rollout"):  # 1-2: prompts, then n responses each from the current policy
+            prompts = self.prompts.next(self.recipe.rollout.prompts_per_step)
+            seeds = prompt_seeds(self.recipe.run.seed, "rollout", step, len(prompts))
+            rollouts = self.sampler.generate(prompts, self.settings, seeds)
+        with timer("verify"):  # 3: a reward per response, each by its row's verifier
+            scored = self.sampler.score(prompts, rollouts)
+        with timer("advantages"):  # 4: group baseline, spread over the tokens by GAE(γ, λ)
+            advantages, advantage_metrics = self.advantages(scored)
+        with timer("update"):  # 5: PPO epochs over the batch
+            update = self.actors.update(make_batch(rollouts, advantages, self.tokenizer.pad_token_id))
+        with timer("sync"):  # 6: the new weights into every rollout engine, in place
+            self.actors.sync_weights()
+        metrics = {"step": step, "time": time.time(), **rollout_metrics(scored, n), **advantage_metrics}
+        metrics.update(update)
+        for hook in self.hooks:
+            metrics.update(hook.after_sync(step))  # the parity probe, on the synced weights
+        metrics.update(timer.total())
+        metrics["rollout_tokens_per_s"] = metrics["response_len"] * len(rollouts) / metrics["time_rollout_s"]
+        return metrics
+
+    def advantages(self, scored: list[ScoredRollout]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Per-token advantages (B, R) of the step's rewards by the recipe's estimator."""
+        a = self.recipe.algorithm
+        rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
+        mask = response_mask([len(s.rollout.response_ids) for s in scored])
+        estimator = ADVANTAGES[a.advantage]
+        return estimator(
+            rewards, mask, group_size=self.settings.n, gamma=a.gamma, lam=a.lam, scale=a.advantage_scale
         )
 
+    def run(self) -> dict[str, Any]:
+        """Runs the recipe to `trainer.steps`; returns the last step's metrics."""
+        self.setup()
+        metrics: dict[str, Any] = {}
+        try:
+            for hook in self.hooks:
+                hook.before_training(self.start_step)
+            for step in range(self.start_step + 1, self.recipe.trainer.steps + 1):
+                metrics = self.step(step)
+                self.log.log(metrics)  # 7
+                for hook in self.hooks:
+                    hook.after_step(step)  # held-out eval; 8: checkpoint
+        finally:
+            self.close()
+        return metrics
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    steps = sorted(
-        run_dir.glob("checkpoints/step_*/trainer_state.json"), key=lambda p: int(p.parent.name[5:])
+    def close(self) -> None:
+        if hasattr(self, "actors"):
+            self.actors.shutdown()
+        if hasattr(self, "log"):
+            self.log.close()
+        if getattr(self, "owns_ray", False):
+            ray.shutdown()
+
+    def _train_rows(self) -> list[PromptRow]:
+        rows = load_prompts(self.recipe.data.train_files)
+        limit = self.recipe.data.max_prompt_tokens
+        kept = [r for r in rows if len(self.format.ids(r)) <= limit]
+        if len(kept) < len(rows):
+            print(f"skipping {len(rows) - len(kept)} of {len(rows)} prompts longer than {limit} tokens")
+        if not kept:
+            raise ValueError(f"every prompt is longer than data.max_prompt_tokens={limit}")
+        return kept
+
+    def _resume(self) -> None:
+        """Continues from the newest checkpoint (`trainer.resume: auto`) over the same prompt set."""
+        resume = latest_checkpoint(self.run_dir) if self.recipe.trainer.resume == "auto" else None
+        if resume is None:
+            return
+        state = json.loads((resume / "trainer_state.json").read_text())
+        cursor = check_same_prompts(state, fingerprint(self.prompts.rows), self.recipe.trainer.on_data_change)
+        self.actors.load(str(resume))
+        self.actors.sync_weights()
+        self.prompts.restore(cursor)
+        self.start_step = state["step"]
+        print(f"resumed from {resume} at step {self.start_step}")
+
+
+def check_same_prompts(state: dict[str, Any], now: dict[str, Any], on_change: str) -> dict[str, int]:
+    """The data cursor to resume at. A prompt set that changed since the checkpoint is an error, or with
+    `trainer.on_data_change: new_epoch` a fresh epoch of the new set."""
+    saved = state.get("prompts")
+    if saved is None or saved == now:
+        return state["sampler"]
+    if on_change == "new_epoch":
+        print(f"prompt set changed since the checkpoint ({saved} -> {now}): starting a new epoch of it")
+        return {"epoch": state["sampler"]["epoch"] + 1, "position": 0}
+    raise ValueError(
+        f"the prompt set changed since the checkpoint: it had {saved['count']} prompts (ids hash "
+        f"{saved['ids_sha256']}), now {now['count']} ({now['ids_sha256']}); resuming would serve the wrong "
+        "prompts. Start a new epoch over the new set with trainer.on_data_change=new_epoch, or a new run "
+        "directory (run.output_dir) / trainer.resume=never"
     )
-    return steps[-1].parent if steps else None
 
 
 def train(recipe: RecipeConfig) -> dict[str, Any]:
     """Runs the recipe to `trainer.steps`; returns the last step's metrics."""
-    run_dir = recipe.run.dir
-    recipe.save(run_dir)
-    if recipe.sft.steps > 0 and recipe.model.path is None:
-        recipe.model.path = str(warm_start(recipe))
-    tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.path)
-    rows = load_prompts(recipe)
-    too_long = [r for r in rows if len(tokenizer.encode(r.prompt)) > recipe.data.max_prompt_tokens]
-    if too_long:
-        print(f"skipping {len(too_long)} prompts longer than data.max_prompt_tokens")
-    rows = [r for r in rows if r not in too_long]
-    sampler = PromptSampler(rows, recipe.run.seed, recipe.data.shuffle)
-    connect_ray(recipe)
-    actors = TrainingActors(recipe, model_config_for(recipe), tokenizer.eos_token_id, tokenizer.pad_token_id)
-    start = 0
-    resume = latest_checkpoint(run_dir) if recipe.trainer.resume == "auto" else None
-    if resume is not None:
-        state = json.loads((resume / "trainer_state.json").read_text())
-        actors.load(str(resume))
-        actors.sync_weights()
-        sampler.restore(state["sampler"])
-        start = state["step"]
-        print(f"resumed from {resume} at step {start}")
-    metrics_path = run_dir / "metrics.jsonl"
-    wandb_run = _start_wandb(recipe, run_dir) if recipe.trainer.wandb else None
-    n, metrics = recipe.rollout.n, {}
-    eval_rows = [row for path in recipe.data.eval_files for row in read_prompt_file(path).rows]
-
-    def held_out(step: int) -> None:
-        if not eval_rows or not recipe.trainer.eval_every:
-            return
-        result = evaluate(
-            eval_rows,
-            tokenizer,
-            actors.generate,
-            actors.verify,
-            recipe.trainer.eval_k,
-            recipe.rollout.max_new_tokens,
-            seed=10_000_019,
-            progress=False,
-        )
-        write_result(result, run_dir / "eval.jsonl", step=step, time=time.time())
-        k = recipe.trainer.eval_k
-        print(
-            f"eval step {step:>4}  pass@1 {result['pass@1']:.3f}  pass@{k} {result[f'pass@{k}']:.3f}",
-            flush=True,
-        )
-
-    probe_prompts = [tokenizer.encode(r.prompt) for r in rows[: recipe.rollout.parity_prompts]]
-
-    def parity() -> dict[str, float]:
-        """Learner vs engine logprobs of the same tokens on fixed prompts, right after a weight sync."""
-        if not recipe.rollout.parity_probe:
-            return {}
-        return actors.parity_probe(probe_prompts, recipe.rollout.max_new_tokens, 1.0, seed=7_777_777)
-
-    try:
-        if start == 0:
-            held_out(0)  # the starting point: before any RL
-        for step in range(start + 1, recipe.trainer.steps + 1):
-            t0 = time.perf_counter()
-            prompts = sampler.next(recipe.rollout.prompts_per_step)
-            rollouts = actors.generate(
-                [tokenizer.encode(p.prompt) for p in prompts],
-                n,
-                recipe.rollout.max_new_tokens,
-                recipe.rollout.temperature,
-                seed=recipe.run.seed * 1_000_003 + step,
-            )
-            t_rollout = time.perf_counter()
-            responses = [tokenizer.decode(r.response_ids) for r in rollouts]
-            results = actors.verify(
-                [
-                    (text, prompts[r.prompt_index].answer, prompts[r.prompt_index].meta)
-                    for text, r in zip(responses, rollouts, strict=True)
-                ]
-            )
-            t_verify = time.perf_counter()
-            rewards = torch.tensor([res.reward for res in results])
-            advantages = group_advantages(rewards, n, recipe.algorithm.advantage_scale)
-            update = actors.update(make_batch(rollouts, advantages, tokenizer.pad_token_id))
-            t_update = time.perf_counter()
-            sync_s = actors.sync_weights()
-            mismatch = parity()
-            timings = {
-                "time_rollout_s": t_rollout - t0,
-                "time_verify_s": t_verify - t_rollout,
-                "time_update_s": t_update - t_verify,
-                "time_sync_s": sync_s,
-                "time_step_s": time.perf_counter() - t0,
-            }
-            metrics = {"step": step, "time": time.time(), **rollout_metrics(rollouts, results, n), **update}
-            metrics.update(mismatch)
-            metrics.update(timings)
-            metrics["rollout_tokens_per_s"] = (
-                metrics["response_len"] * len(rollouts) / timings["time_rollout_s"]
-            )
-            _log(metrics_path, metrics, wandb_run)
-            if recipe.trainer.eval_every and (
-                step % recipe.trainer.eval_every == 0 or step == recipe.trainer.steps
-            ):
-                held_out(step)
-            if step % recipe.trainer.save_every == 0 or step == recipe.trainer.steps:
-                _checkpoint(
-                    actors, run_dir / "checkpoints" / f"step_{step}", step, sampler, recipe, tokenizer
-                )
-    finally:
-        actors.shutdown()
-        if wandb_run is not None:
-            wandb_run.finish()
-    return metrics
-
-
-def rollout_metrics(rollouts: list[Rollout], results: list[Result], n: int) -> dict[str, float | None]:
-    """Reward, accuracy, group solve fractions, lengths and verifier statuses of one step's rollouts."""
-    rewards = torch.tensor([res.reward for res in results])
-    solved = (torch.tensor([res.correct for res in results]).view(-1, n)).sum(1)
-    correct = [r for r, res in zip(rollouts, results, strict=True) if res.correct]
-    wrong = [r for r, res in zip(rollouts, results, strict=True) if not res.correct]
-    return {
-        "reward_mean": float(rewards.mean()),
-        "accuracy": len(correct) / len(results),
-        "solved_none": float((solved == 0).float().mean()),  # groups with no signal: all wrong ...
-        "solved_all": float((solved == n).float().mean()),  # ... or all right
-        "response_len": _mean_length(rollouts),
-        "response_len_correct": _mean_length(correct),
-        "response_len_wrong": _mean_length(wrong),
-        "truncated": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
-        **{f"status_{s}": sum(res.status == s for res in results) for s in STATUSES},
-    }
-
-
-def _mean_length(rollouts: list[Any]) -> float | None:
-    """None when there are none (logged as null, so curves show a gap rather than a false 0)."""
-    return sum(len(r.response_ids) for r in rollouts) / len(rollouts) if rollouts else None
-
-
-def _start_wandb(recipe: RecipeConfig, run_dir: Path) -> Any:
-    """A wandb run in the run directory; offline unless WANDB_MODE / WANDB_API_KEY say otherwise."""
-    import os
-
-    import wandb
-
-    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-    return wandb.init(
-        project="rlvr",
-        name=recipe.run.name,
-        dir=str(run_dir),
-        config=recipe.to_dict(),
-        mode=mode,
-        resume="allow",
-    )
-
-
-def _log(path: Path, metrics: dict[str, Any], wandb_run: Any) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(metrics) + "\n")
-    if wandb_run is not None:
-        wandb_run.log(metrics, step=metrics["step"])
-    print(
-        f"step {metrics['step']:>4}  reward {metrics['reward_mean']:+.3f}  acc {metrics['accuracy']:.3f}  "
-        f"len {metrics['response_len']:.1f}  loss {metrics['loss']:+.4f}  kl {metrics['approx_kl']:.2e}  "
-        f"clip {metrics['clip_low'] + metrics['clip_high']:.3f}  sync {metrics['time_sync_s']:.2f}s  "
-        + (f"parity {metrics['parity_max_abs']:.1e}  " if "parity_max_abs" in metrics else "")
-        + f"{metrics['time_step_s']:.1f}s",
-        flush=True,
-    )
-
-
-def _checkpoint(
-    actors: TrainingActors,
-    path: Path,
-    step: int,
-    sampler: PromptSampler,
-    recipe: RecipeConfig,
-    tokenizer: CharTokenizer | HFTokenizer,
-) -> None:
-    """Model, optimiser, RNG, data cursor and config into `path`, atomically: written to a temporary folder
-    and renamed, so a crash mid-write never leaves a checkpoint that `resume: auto` would pick."""
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    actors.save(str(partial))
-    recipe.save(partial)
-    if isinstance(tokenizer, CharTokenizer):  # so `rlvr eval` and a later run can start from the checkpoint
-        tokenizer.save(partial)
-    (partial / "trainer_state.json").write_text(json.dumps({"step": step, "sampler": sampler.state()}))
-    shutil.rmtree(path, ignore_errors=True)
-    partial.rename(path)
+    return Trainer(recipe).run()

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from rlvr.cli import main
-from rlvr.submit import auth_headers, entrypoint, free_ports, is_local_address, job_arguments, local_head
+from rlvr.cluster import free_ports, local_head
+from rlvr.submit import auth_headers, entrypoint, is_local_address, job_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

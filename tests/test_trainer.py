@@ -9,7 +9,8 @@ import pytest
 import ray
 
 from rlvr.config import load_recipe
-from rlvr.trainer import PromptSampler, load_prompts, train
+from rlvr.data import fingerprint
+from rlvr.trainer import PromptStream, load_prompts, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,13 +24,13 @@ def local_ray():  # noqa: ANN201
 
 def test_prompt_sampler_is_deterministic_and_resumable() -> None:
     recipe = load_recipe(REPO / "recipes/tiny.yaml")
-    rows = load_prompts(recipe)
-    first = PromptSampler(rows, seed=1, shuffle=True)
+    rows = load_prompts(recipe.data.train_files)
+    first = PromptStream(rows, seed=1, shuffle=True)
     taken = [r.id for r in first.next(40)]  # crosses an epoch boundary (32 prompts)
     assert len(set(taken[:32])) == 32
-    again = PromptSampler(rows, seed=1, shuffle=True)
+    again = PromptStream(rows, seed=1, shuffle=True)
     again.next(13)
-    resumed = PromptSampler(rows, seed=1, shuffle=True)
+    resumed = PromptStream(rows, seed=1, shuffle=True)
     resumed.restore(again.state())
     assert [r.id for r in resumed.next(27)] == taken[13:]
 
@@ -70,8 +71,9 @@ def test_train_runs_checkpoints_and_resumes(local_ray: None, tmp_path: Path) -> 
     state = json.loads((tmp_path / "checkpoints/step_2/trainer_state.json").read_text())
     assert state == {
         "step": 2,
-        "sampler": {"epoch": 0, "position": 4},
-    }  # the data cursor: 2 steps x 2 prompts
+        "sampler": {"epoch": 0, "position": 4},  # the data cursor: 2 steps x 2 prompts
+        "prompts": fingerprint(load_prompts(recipe.data.train_files)),  # what a resume must find again
+    }
     saved = tmp_path / "checkpoints/step_2"
     assert {"config.json", "config.yaml", "learner_state.pt"} <= {p.name for p in saved.iterdir()}
     assert not list(tmp_path.glob("checkpoints/*.partial"))

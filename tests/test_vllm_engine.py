@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.model.sampling import sampled_logprobs
 from rollout.torch_engine import TorchEngine
 from rollout.vllm_engine import VLLMEngine
 
@@ -161,6 +162,24 @@ def test_samples_at_temperature_one_follow_the_native_softmax(setup) -> None:
     # and the behaviour logprobs are the native log-softmax of the sampled token
     lp = torch.tensor([r.logprobs[0] for r in rollouts], dtype=torch.float64)
     assert torch.allclose(lp, probs.log()[first], atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.7, 1.0), (1.0, 0.8), (0.7, 0.9)])
+def test_logprobs_are_of_the_tempered_nucleus_the_learner_scores(setup, temperature, top_p) -> None:
+    """vLLM's behaviour logprobs equal `sampled_logprobs` (what the learner computes) at T and top-p."""
+    engine, model, _ = setup
+    rollouts = engine.generate(
+        PROMPTS[:4], n=2, max_new_tokens=8, temperature=temperature, seed=3, top_p=top_p
+    )
+    gaps = []
+    for r in rollouts:
+        ids = torch.tensor([r.prompt_ids + r.response_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[:, len(r.prompt_ids) - 1 : -1]
+        ours = sampled_logprobs(logits, ids[:, len(r.prompt_ids) :], temperature, top_p)[0]
+        gaps.append((ours - torch.tensor(r.logprobs)).abs().max())
+    assert max(gaps) < 1e-4
 
 
 @pytest.mark.slow

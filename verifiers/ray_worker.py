@@ -5,9 +5,11 @@
     worker = VerifierWorker.options(num_cpus=4).remote(verifier="math", num_workers=4)
     results: list[Result] = ray.get(worker.verify_batch.remote([(response, reference), ...]))
 
-Give the actor as many CPUs as it has pool workers: Ray's default of one CPU does not account for the
-processes the pool starts. The actor is synchronous (one call at a time); to verify in parallel across
-machines, start several actors. For verification inside one process without Ray, use `VerifierPool`.
+Items may name their own verifier (`verify_batch(items, specs)`): each spec gets a pool of its own, started on
+first use (`verifiers/routing.py`). Give the actor as many CPUs as it has pool workers: Ray's default of one
+CPU does not account for the processes the pools start. The actor is synchronous (one call at a time); to
+verify in parallel across machines, start several actors. For verification inside one process without Ray,
+use `VerifierRouter` or `VerifierPool`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 import ray
 
 from verifiers.base import Result
-from verifiers.pool import Item, VerifierPool
+from verifiers.pool import Item
+from verifiers.routing import VerifierRouter
 
 
 @ray.remote
@@ -33,30 +36,39 @@ class VerifierWorker:
         soft_timeout_s: float = 5.0,
         hard_timeout_s: float | None = None,
         verifier_kwargs: Mapping[str, Any] | None = None,
+        shared_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self.pool = VerifierPool(verifier, num_workers, soft_timeout_s, hard_timeout_s, verifier_kwargs)
+        self.router = VerifierRouter(
+            verifier, num_workers, soft_timeout_s, hard_timeout_s, verifier_kwargs, shared_kwargs
+        )
+        self.router.pool(None)  # the default verifier starts now: a bad spec fails the actor's creation
 
-    def verify_batch(self, items: Sequence[Item]) -> list[Result]:
-        """One Result per (response, reference[, sample]) item, in order."""
-        return self.pool.verify_batch(items)
+    def verify_batch(self, items: Sequence[Item], specs: Sequence[str | None] | None = None) -> list[Result]:
+        """One Result per (response, reference[, sample]) item, in order; specs[i] names item i's verifier
+        (None: this worker's default)."""
+        return self.router.verify_batch(items, specs)
 
     def status_counts(self) -> dict[str, int]:
-        return self.pool.status_counts
+        return self.router.status_counts()
 
     def reset_counts(self) -> None:
-        self.pool.reset_counts()
+        for pool in self.router.pools.values():
+            pool.reset_counts()
 
     def health(self) -> dict[str, Any]:
         """Liveness and configuration, for monitoring: the pid and pool workers of this actor."""
+        pools = list(self.router.pools.values())
+        default = self.router.pool(None)
         return {
             "pid": os.getpid(),
-            "num_workers": self.pool.num_workers,
-            "worker_pids": self.pool.worker_pids,
-            "replacements": self.pool.replacements,
-            "soft_timeout_s": self.pool.soft_timeout_s,
-            "hard_timeout_s": self.pool.hard_timeout_s,
+            "verifiers": list(self.router.pools),
+            "num_workers": default.num_workers,
+            "worker_pids": [pid for pool in pools for pid in pool.worker_pids],
+            "replacements": sum(pool.replacements for pool in pools),
+            "soft_timeout_s": default.soft_timeout_s,
+            "hard_timeout_s": default.hard_timeout_s,
         }
 
     def close(self) -> None:
-        """Stops the pool's processes; the actor itself stays until `ray.kill` or its handle goes."""
-        self.pool.close()
+        """Stops the pools' processes; the actor itself stays until `ray.kill` or its handle goes."""
+        self.router.close()
