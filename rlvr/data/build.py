@@ -1,11 +1,12 @@
 """`rlvr data build RECIPE`: the verified, difficulty-balanced RL prompt set.
 
-    sources -> multiple choice to open-ended -> verifiability filter -> dedupe -> decontaminate
-            -> difficulty (pass@k with the current model) -> balance -> parquet/jsonl + data card
+    read -> open_ended -> verifiable -> exact_dedupe -> [synthesis] -> near_dedupe -> decontaminate
+         -> [difficulty (pass@k with the current model) -> balance] -> parquet/jsonl + data card
 
-Stages 1-3 run per row with HF `datasets.map` (`num_proc` workers, memory-mapped Arrow, so a million input
-rows stay within memory bounds); dedupe and decontamination need all rows and run in one process. Every row
-that leaves the pipeline gets a reason, counted per stage, reason and source in the data card.
+Each stage is a function (`stages()` lists them), candidates in, candidates out, timed and counted into the
+data card. The first three run per row with HF `datasets.map` (`num_proc` workers, memory-mapped Arrow, so a
+million input rows stay within memory bounds); from exact dedupe on, the survivors are a list. Every row that
+leaves the pipeline gets a reason, counted by the stage that drops it, per source, in the data card.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,8 +25,8 @@ from pydantic import Field
 
 from rlvr.config import RecipeError, Section
 from rlvr.data import dedup, difficulty
+from rlvr.data.card import write_outputs
 from rlvr.data.filters import filter_verifiable, to_open_ended
-from rlvr.data.schema import write_prompt_file
 from rlvr.data.sources import DEFAULT_VERIFIER, adapt_record, adapter_for, data_format, prompt_row
 from rlvr.data.synthesis import DEFAULT_TEMPLATE, SampleFn, synthesize
 
@@ -128,12 +130,6 @@ def _procs(ds: Any, num_proc: int) -> int | None:
     return num_proc if num_proc > 1 and len(ds) >= 1000 else None
 
 
-def _count_pairs(pairs: Any, stage: str, card: dict[str, Any]) -> None:
-    """Adds (source, reason) drop counts of one stage to the card (empty reasons are not drops)."""
-    for (source, reason), n in sorted(Counter(p for p in pairs if p[1]).items()):
-        card["dropped"].append({"stage": stage, "source": source, "reason": reason, "rows": n})
-
-
 def _first_occurrences(prompts: list[str]) -> list[int]:
     """Indices of the first row of every normalised prompt text (exact dedupe)."""
     seen: set[str] = set()
@@ -165,11 +161,174 @@ def build(
             datasets.enable_caching()
 
 
+@dataclass
+class Build:
+    """What the stages of one build share: the recipe, the output folder, the data card they fill in, and
+    the model (started on first use, once, for synthesis and difficulty)."""
+
+    config: DataBuildConfig
+    out: Path
+    solve: difficulty.SolveFn | None = None
+    sample: SampleFn | None = None
+    card: dict[str, Any] = field(default_factory=lambda: {"stages": [], "dropped": [], "seconds": {}})
+    _model: Any = None
+
+    def model(self) -> Any:
+        if self._model is None:
+            from rlvr.data.pass_at_k import RayModel
+
+            self._model = RayModel(self.config.difficulty, self.config.seed)
+        return self._model
+
+    def dropped(self, stage: str, pairs: Any) -> None:
+        """Counts (source, reason) pairs this stage dropped into the card (empty reasons are not drops)."""
+        for (source, reason), n in sorted(Counter(p for p in pairs if p[1]).items()):
+            self.card["dropped"].append({"stage": stage, "source": source, "reason": reason, "rows": n})
+
+
+Stage = Callable[[Build, Any], Any]  # candidates in (an Arrow dataset or a list of dicts), candidates out
+
+
+def stage_read(b: Build, _: Any) -> Any:
+    """Every source through its adapter; unreadable records are dropped as malformed."""
+    import datasets
+
+    c = b.config
+    parts = [read_source(s, c.num_proc, c.limit_per_source) for s in c.sources]
+    b.card["input_rows"] = {s.name: len(p) for s, p in zip(c.sources, parts, strict=True)}
+    ds = datasets.concatenate_datasets(parts)
+    b.dropped("read", zip(ds["source"], ds["drop"], strict=True))
+    return ds
+
+
+def stage_open_ended(b: Build, ds: Any) -> Any:
+    """Multiple-choice items become open-ended where their stem stands alone (`filters.to_open_ended`)."""
+    ds = ds.map(to_open_ended, num_proc=_procs(ds, b.config.num_proc), desc="multiple choice to open-ended")
+    # counted from columns: the rows stay in Arrow (a million of them as dicts: gigabytes)
+    pairs = list(zip(ds["source"], ds["drop"], strict=True))
+    b.dropped("open_ended", ((s, r) for s, r in pairs if r.startswith("mc_")))
+    b.card["multiple_choice_converted"] = sum(
+        1 for choices, reason in zip(ds["choices"], ds["drop"], strict=True) if choices and not reason
+    )
+    return ds
+
+
+def stage_verifiable(b: Build, ds: Any) -> Any:
+    """Golds a string-matching verifier can check (`filters.filter_verifiable`)."""
+    before = list(ds["drop"])
+    ds = ds.map(filter_verifiable, num_proc=_procs(ds, b.config.num_proc), desc="verifiability filter")
+    pairs = zip(ds["source"], before, ds["drop"], strict=True)
+    b.dropped("verifiable", ((s, r) for s, old, r in pairs if not old))
+    return ds
+
+
+def stage_exact_dedupe(b: Build, ds: Any) -> list[dict[str, Any]]:
+    """The surviving rows, first occurrence of each normalised prompt, materialised as dicts; found on the
+    prompt column before any row is materialised (`ds[col]` is lazy: index a list)."""
+    survivors = ds.select([i for i, reason in enumerate(ds["drop"]) if not reason])
+    first = _first_occurrences(list(survivors["prompt"]))
+    sources = list(survivors["source"])
+    duplicates = sorted(set(range(len(sources))) - set(first))
+    b.dropped("exact_dedupe", ((sources[i], "exact_duplicate") for i in duplicates))
+    return survivors.select(first).to_list()
+
+
+def stage_synthesis(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """New problems written by the model from seed rows, kept when a majority of k solutions agree."""
+    syn, seed = b.config.synthesis, b.config.seed
+    seeds = random.Random(seed).sample(rows, min(syn.seeds, len(rows)))
+    new_rows, rejected = synthesize(seeds, b.sample or b.model().sample, syn.k, syn.per_seed, syn.template)
+    b.dropped("synthesis", (("synthetic", reason) for reason, n in rejected.items() for _ in range(n)))
+    b.card["synthesized"] = len(new_rows)
+    return rows + new_rows
+
+
+def stage_near_dedupe(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MinHash near duplicates (an exact copy of a synthesised problem is one too, at Jaccard 1)."""
+    near = dedup.near_duplicates([r["prompt"] for r in rows], b.config.near_duplicate_threshold)
+    b.dropped("near_dedupe", ((rows[i]["source"], "near_duplicate") for i in near))
+    return [r for i, r in enumerate(rows) if i not in near]
+
+
+def stage_decontaminate(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows sharing a 13-gram with an evaluation set are dropped."""
+    import datasets
+
+    texts = []
+    for eval_set in b.config.decontaminate:
+        ds = datasets.load_dataset(data_format([eval_set.path]), data_files=[eval_set.path], split="train")
+        texts += [str(x) for x in ds[eval_set.field]]
+    contamination = dedup.Contamination(texts)
+    hits = [contamination.hit(r["prompt"]) for r in rows]
+    b.dropped(
+        "decontaminate", ((r["source"], "contaminated") for r, hit in zip(rows, hits, strict=True) if hit)
+    )
+    return [r for r, hit in zip(rows, hits, strict=True) if not hit]
+
+
+def stage_difficulty(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pass@k of every row with the current model, in resumable chunks (`difficulty.estimate`)."""
+    d = b.config.difficulty
+    solved, b.card["difficulty_chunks"] = difficulty.estimate(
+        rows, b.solve or solver(d, b.model), d.k, b.out, d.chunk_size
+    )
+    rows = [{**r, "solved": solved[r["id"]]} for r in rows]
+    b.card["solve_histogram"] = dict(sorted(Counter(r["solved"] for r in rows).items()))
+    return rows
+
+
+def stage_balance(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Simple items out, then about `unsolved_fraction` never solved, stratified by source."""
+    d = b.config.difficulty
+    rows, b.card["balance"] = difficulty.balance(
+        rows, d.k, d.target_size, d.unsolved_fraction, d.max_solve_rate, b.config.seed
+    )
+    return rows
+
+
+def stages(config: DataBuildConfig) -> list[tuple[str, Stage]]:
+    """The pipeline of a recipe, in order (synthesis, difficulty and balance when enabled)."""
+    pipeline: list[tuple[str, Stage]] = [
+        ("read", stage_read),
+        ("open_ended", stage_open_ended),
+        ("verifiable", stage_verifiable),
+        ("exact_dedupe", stage_exact_dedupe),
+    ]
+    if config.synthesis.enabled:
+        pipeline.append(("synthesis", stage_synthesis))
+    pipeline += [("near_dedupe", stage_near_dedupe), ("decontaminate", stage_decontaminate)]
+    if config.difficulty.enabled:
+        pipeline += [("difficulty", stage_difficulty), ("balance", stage_balance)]
+    return pipeline
+
+
+def _live(rows: Any) -> int:
+    """Rows still in the pipeline: a list holds only those; an Arrow dataset marks the rest with `drop`."""
+    return len(rows) if isinstance(rows, list) else sum(1 for reason in rows["drop"] if not reason)
+
+
 def _build(
     config: DataBuildConfig, solve: difficulty.SolveFn | None, sample: SampleFn | None
 ) -> dict[str, Any]:
-    import datasets
+    _check_model(config, solve, sample)
+    b = Build(config, Path(config.output_dir), solve, sample)
+    b.out.mkdir(parents=True, exist_ok=True)
+    start, rows = time.perf_counter(), None
+    for name, stage in stages(config):
+        t0 = time.perf_counter()
+        rows = stage(b, rows)
+        b.card["stages"].append({"stage": name, "rows_out": _live(rows)})
+        b.card["seconds"][name] = round(time.perf_counter() - t0, 2)
+    b.card["output_rows"] = len(rows)
+    b.card["output_by_source"] = dict(sorted(Counter(r["source"] for r in rows).items()))
+    b.card["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    b.card["seconds"]["total"] = round(time.perf_counter() - start, 2)
+    write_outputs(rows, b.out, config, b.card)
+    return b.card
 
+
+def _check_model(config: DataBuildConfig, solve: Any, sample: Any) -> None:
+    """A build that needs the model and names none stops before reading anything."""
     d = config.difficulty
     needs_model = (d.enabled and solve is None and not d.pass_table) or (
         config.synthesis.enabled and sample is None
@@ -179,168 +338,6 @@ def _build(
             "difficulty.model (a checkpoint folder) or difficulty.preset is needed to measure pass@k or to "
             "synthesise; or set difficulty.pass_table, or difficulty.enabled=false"
         )
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    card: dict[str, Any] = {"stages": [], "dropped": [], "seconds": {}}
-
-    def stage(name: str, rows: int, t0: float) -> None:
-        card["stages"].append({"stage": name, "rows_out": rows})
-        card["seconds"][name] = round(time.perf_counter() - t0, 2)
-
-    t0 = time.perf_counter()
-    parts = [read_source(s, config.num_proc, config.limit_per_source) for s in config.sources]
-    ds = datasets.concatenate_datasets(parts)
-    card["input_rows"] = {s.name: len(p) for s, p in zip(config.sources, parts, strict=True)}
-    _count_pairs(zip(ds["source"], ds["drop"], strict=True), "read", card)
-    stage("read", sum(1 for reason in ds["drop"] if not reason), t0)
-
-    t0 = time.perf_counter()
-    ds = ds.map(to_open_ended, num_proc=_procs(ds, config.num_proc), desc="multiple choice to open-ended")
-    card["multiple_choice_converted"] = sum(
-        1 for choices, reason in zip(ds["choices"], ds["drop"], strict=True) if choices and not reason
-    )
-    ds = ds.map(filter_verifiable, num_proc=_procs(ds, config.num_proc), desc="verifiability filter")
-    # counted from two columns: the rows themselves stay in Arrow (a million of them as dicts: gigabytes)
-    pairs = [
-        (src, reason)
-        for src, reason in zip(ds["source"], ds["drop"], strict=True)
-        if reason and not reason.startswith("malformed")
-    ]
-    _count_pairs((p for p in pairs if p[1].startswith("mc_")), "open_ended", card)
-    _count_pairs((p for p in pairs if not p[1].startswith("mc_")), "verifiable", card)
-    survivors = [i for i, reason in enumerate(ds["drop"]) if not reason]
-    stage("verifiable", len(survivors), t0)
-
-    t0 = time.perf_counter()
-    survivors_ds = ds.select(survivors)
-    # exact duplicates, on two columns before any row is materialised (`ds[col]` is lazy: index a list)
-    first = _first_occurrences(list(survivors_ds["prompt"]))
-    duplicates = set(range(len(survivors))) - set(first)
-    sources = list(survivors_ds["source"])
-    _count_pairs(((sources[i], "exact_duplicate") for i in sorted(duplicates)), "dedupe", card)
-    rows = survivors_ds.select(first).to_list()
-    dedupe_s = time.perf_counter() - t0
-
-    models: dict[str, Any] = {}  # the Ray model, started once for synthesis and difficulty
-
-    def model() -> Any:
-        if "ray" not in models:
-            from rlvr.data.pass_at_k import RayModel
-
-            models["ray"] = RayModel(config.difficulty, config.seed)
-        return models["ray"]
-
-    if config.synthesis.enabled:
-        t0 = time.perf_counter()
-        syn = config.synthesis
-        seeds = random.Random(config.seed).sample(rows, min(syn.seeds, len(rows)))
-        new_rows, rejected = synthesize(seeds, sample or model().sample, syn.k, syn.per_seed, syn.template)
-        for reason, n in sorted(rejected.items()):
-            card["dropped"].append({"stage": "synthesis", "source": "synthetic", "reason": reason, "rows": n})
-        rows += new_rows
-        card["synthesized"] = len(new_rows)
-        stage("synthesis", len(rows), t0)
-
-    t0 = time.perf_counter()
-    if card.get("synthesized"):  # the new rows have not met the exact check yet
-        first = set(_first_occurrences([r["prompt"] for r in rows]))
-        _count_pairs(
-            ((r["source"], "exact_duplicate") for i, r in enumerate(rows) if i not in first), "dedupe", card
-        )
-        rows = [r for i, r in enumerate(rows) if i in first]
-    near = dedup.near_duplicates([r["prompt"] for r in rows], config.near_duplicate_threshold)
-    _count_pairs(((rows[i]["source"], "near_duplicate") for i in near), "dedupe", card)
-    rows = [r for i, r in enumerate(rows) if i not in near]
-    t0 -= dedupe_s
-    stage("dedupe", len(rows), t0)
-
-    t0 = time.perf_counter()
-    eval_texts = []
-    for eval_set in config.decontaminate:
-        ds_eval = datasets.load_dataset(
-            data_format([eval_set.path]), data_files=[eval_set.path], split="train"
-        )
-        eval_texts += [str(x) for x in ds_eval[eval_set.field]]
-    contamination = dedup.Contamination(eval_texts)
-    for row in rows:
-        if contamination.hit(row["prompt"]):
-            row["drop"] = "contaminated"
-    _count_pairs(((r["source"], r["drop"]) for r in rows), "decontaminate", card)
-    rows = [r for r in rows if not r["drop"]]
-    stage("decontaminate", len(rows), t0)
-
-    if d.enabled:
-        t0 = time.perf_counter()
-        solve = solve or solver(d, model)
-        solved, chunks = difficulty.estimate(rows, solve, d.k, out, d.chunk_size)
-        card["difficulty_chunks"] = chunks
-        for row in rows:
-            row["solved"] = solved[row["id"]]
-        card["solve_histogram"] = dict(sorted(Counter(r["solved"] for r in rows).items()))
-        stage("difficulty", len(rows), t0)
-        t0 = time.perf_counter()
-        rows, card["balance"] = difficulty.balance(
-            rows, d.k, d.target_size, d.unsolved_fraction, d.max_solve_rate, config.seed
-        )
-        stage("balance", len(rows), t0)
-    card["output_rows"] = len(rows)
-    card["output_by_source"] = dict(sorted(Counter(r["source"] for r in rows).items()))
-    card["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    card["seconds"]["total"] = round(time.perf_counter() - start, 2)
-    write_outputs(rows, out, config, card)
-    return card
-
-
-def write_outputs(
-    rows: list[dict[str, Any]], out: Path, config: DataBuildConfig, card: dict[str, Any]
-) -> None:
-    k = config.difficulty.k if config.difficulty.enabled else None
-    table = [prompt_row(r, k) for r in rows]
-    write_prompt_file(table, out / "prompts.parquet")
-    if config.jsonl:
-        write_prompt_file(table, out / "prompts.jsonl")
-    (out / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out / "data_card.md").write_text(card_markdown(card))
-    if "solve_histogram" in card:
-        _histogram(card["solve_histogram"], k or 1, out / "solve_rate.png")
-
-
-def card_markdown(card: dict[str, Any]) -> str:
-    lines = ["# Data card", "", f"Output: **{card['output_rows']}** prompts.", "", "## Rows per stage", ""]
-    lines += ["| stage | rows out | seconds |", "|---|---|---|"]
-    lines += [
-        f"| {s['stage']} | {s['rows_out']} | {card['seconds'].get(s['stage'], '')} |" for s in card["stages"]
-    ]
-    lines += ["", "## Input rows per source", "", "| source | rows |", "|---|---|"]
-    lines += [f"| {name} | {n} |" for name, n in card["input_rows"].items()]
-    lines += ["", "## Dropped rows", "", "| stage | source | reason | rows |", "|---|---|---|---|"]
-    lines += [f"| {d['stage']} | {d['source']} | {d['reason']} | {d['rows']} |" for d in card["dropped"]]
-    if "solve_histogram" in card:
-        lines += ["", "## Solved of k (before balancing)", "", "| solved | prompts |", "|---|---|"]
-        lines += [f"| {s} | {n} |" for s, n in card["solve_histogram"].items()]
-        lines += ["", "## Balance", "", "```", json.dumps(card["balance"], indent=2), "```"]
-    lines += ["", "## Output per source", "", "| source | rows |", "|---|---|"]
-    lines += [f"| {name} | {n} |" for name, n in card["output_by_source"].items()]
-    lines += ["", f"Peak RSS {card['peak_rss_mb']} MB; {card['seconds']['total']} s in all.", ""]
-    return "\n".join(lines)
-
-
-def _histogram(histogram: dict[Any, int], k: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    keys = sorted(int(x) for x in histogram)
-    ax.bar(keys, [histogram[x] if x in histogram else histogram[str(x)] for x in keys])
-    ax.set_xlabel(f"solved of {k}")
-    ax.set_ylabel("prompts")
-    ax.set_title("difficulty before balancing")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def solver(d: DifficultyConfig, model: Callable[[], difficulty.SolveFn]) -> difficulty.SolveFn:
