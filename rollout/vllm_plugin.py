@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from rlvr.model.megrez2 import RUNTIME_FIELDS, Megrez2Config
+from rlvr.model.config import RUNTIME_FIELDS, Megrez2Config
 
 ARCHITECTURE = "MegrezMoeForCausalLM"
 MODEL_CLASS = "rollout.vllm_megrez2:MegrezMoeForCausalLM"

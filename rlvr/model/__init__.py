@@ -1,7 +1,8 @@
 """Models rlvr trains natively.
 
-`rlvr.model.megrez2`: the Megrez2 MoE module (config, presets, model, KV cache, helpers).
-`rlvr.model.checkpoint`: its checkpoint I/O in the official HF layout.
+`rlvr.model.megrez2`: the Megrez2 MoE module; `config` (hyper-parameters, presets), `attention` (GQA, RoPE,
+KV cache) and `kernels` (MoE dispatch and expert matmul) beside it; `checkpoint`: I/O in the official HF
+layout; `sampling`: the engines' sampling distribution, which the learner scores.
 
 The names below are imported on first use, so that `python -m rlvr.model.megrez2` (the smoke run) does not
 find its own module already imported by this package.
@@ -13,13 +14,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rlvr.model.checkpoint import CheckpointMismatchError, load_pretrained, save_pretrained
+    from rlvr.model.checkpoint import CheckpointMismatchError, save_pretrained
     from rlvr.model.megrez2 import (
         PRESET_NAMES,
         CausalLMOutput,
         KVCache,
         Megrez2Config,
         Megrez2ForCausalLM,
+        load_pretrained,
         parameter_counts,
         preset_config,
         token_logprobs,
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "CheckpointMismatchError": "rlvr.model.checkpoint",
-    "load_pretrained": "rlvr.model.checkpoint",
+    "load_pretrained": "rlvr.model.megrez2",
     "save_pretrained": "rlvr.model.checkpoint",
     "PRESET_NAMES": "rlvr.model.megrez2",
     "CausalLMOutput": "rlvr.model.megrez2",

@@ -22,14 +22,17 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.model.config import Megrez2Config
+
+if TYPE_CHECKING:
+    from rlvr.model.megrez2 import Megrez2ForCausalLM
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -126,25 +129,6 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     if (path / SINGLE_FILE).exists():
         return [path / SINGLE_FILE]
     raise FileNotFoundError(f"no {SINGLE_FILE} or {INDEX_FILE} in {path}")
-
-
-def load_pretrained(
-    path: str | Path,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype | None = None,
-    **config_overrides: Any,
-) -> Megrez2ForCausalLM:
-    """Build the model on the meta device, allocate it empty on `device`, then stream the checkpoint into it.
-    dtype: parameter dtype; default the config's torch_dtype, else float32. config_overrides: rlvr switches
-    such as activation_checkpointing=True."""
-    path = Path(path)
-    config = dataclasses.replace(Megrez2Config.from_json(path / "config.json"), **config_overrides)
-    dtype = dtype or (getattr(torch, config.torch_dtype) if config.torch_dtype else torch.float32)
-    with torch.device("meta"):
-        model = Megrez2ForCausalLM(config)
-    model.to(dtype=dtype).to_empty(device=device)
-    load_checkpoint(model, path)
-    return model
 
 
 @torch.no_grad()

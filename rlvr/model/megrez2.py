@@ -8,12 +8,13 @@ What makes Megrez2 different from a DeepSeek-V3-style MoE:
 * Pre-gated routing (tech report section 3.3). Layer i's router, with its own weights, reads layer i-1's FFN
   input, so layer i's experts are known while layer i-1 is still running and an engine can prefetch them. The
   experts run on layer i's own FFN input.
-The rest is familiar: Llama-style GQA attention (rotate-half RoPE, no biases, no qk-norm), a dense SwiGLU in
-layer 0, and in every later layer 64 routed SwiGLU experts (top-6 of sigmoid scores, DeepSeek-V3 "noaux_tc"
-selection) plus 4 shared experts fused into one always-on SwiGLU.
+The rest is familiar: Llama-style GQA attention (`attention.py`), a dense SwiGLU in layer 0, and in every
+later layer 64 routed SwiGLU experts (top-6 of sigmoid scores, DeepSeek-V3 "noaux_tc" selection) plus 4
+shared experts fused into one always-on SwiGLU.
 
-File layout: config -> norm, RoPE, attention -> router (`Gate`) -> dispatch -> routed experts -> MoE -> block
--> model -> presets -> smoke run. Checkpoint I/O in the official HF layout is in `checkpoint.py`.
+File layout: router (`Gate`) -> dispatch -> routed experts (kernels in `kernels.py`) -> MoE -> block -> model
+-> smoke run. Config and presets are in `config.py`, checkpoint I/O in the official HF layout in
+`checkpoint.py`.
 
 Shape suffixes: B batch, T tokens (B*T flattened where the name has no B), S token-slots (T*K, sorted by
 expert), D hidden, F expert width, E experts, K experts per token, H heads, V vocabulary, L MoE layers.
@@ -22,10 +23,8 @@ expert), D hidden, F expert width, E experts, K experts per token, H heads, V vo
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,277 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-# ---- config
-
-# rlvr switches that live in the config object but are not model facts, so config.json does not get them.
-RUNTIME_FIELDS = ("activation_checkpointing", "router_bias_update_rate")
-
-
-@dataclass
-class Megrez2Config:
-    """Megrez2 hyper-parameters under their HF `config.json` names (a DeepSeek-V2/V3 config plus
-    `pre_gate` and `experts_shared_frequency`). Defaults are Megrez2-3x7B-A3B as far as the public sources pin
-    it down; the values they leave open (kv heads, rope_theta, rms_norm_eps, routed_scaling_factor, grouping)
-    are always read from the checkpoint's config.json when there is one."""
-
-    # -- trunk
-    vocab_size: int = 128880
-    hidden_size: int = 2048
-    num_hidden_layers: int = 31
-    rms_norm_eps: float = 1e-6
-    tie_word_embeddings: bool = False
-    # -- attention: Llama GQA
-    num_attention_heads: int = 16
-    num_key_value_heads: int = 4
-    head_dim: int = 128
-    rope_theta: float = 1_000_000.0
-    max_position_embeddings: int = 163840
-    # -- dense SwiGLU in layers < first_k_dense_replace
-    intermediate_size: int = 10944
-    first_k_dense_replace: int = 1
-    # -- MoE
-    moe_intermediate_size: int = 1408
-    n_routed_experts: int = 64
-    num_experts_per_tok: int = 6
-    n_shared_experts: int = 4
-    moe_layer_freq: int = 1
-    experts_shared_frequency: int = 3
-    pre_gate: bool = True
-    scoring_func: str = "sigmoid"
-    topk_method: str = "noaux_tc"
-    norm_topk_prob: bool = True
-    routed_scaling_factor: float = 1.0
-    n_group: int = 1
-    topk_group: int = 1
-    hidden_act: str = "silu"
-    attention_bias: bool = False
-    # -- identity
-    architectures: list[str] = field(default_factory=lambda: ["MegrezMoeForCausalLM"])
-    model_type: str = "megrez_moe"
-    torch_dtype: str | None = None
-    # -- rlvr switches (RUNTIME_FIELDS)
-    activation_checkpointing: bool = False  # recompute each layer in backward
-    # aux-loss-free balancing step of the correction bias; 0 = off (RL keeps the routing the rollouts saw)
-    router_bias_update_rate: float = 0.0
-    # -- keys of a real config.json this class does not model (aux-loss fields, token ids, ...): kept
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.num_attention_heads % self.num_key_value_heads:
-            problems.append("num_attention_heads must be a multiple of num_key_value_heads")
-        if (self.scoring_func, self.topk_method) != ("sigmoid", "noaux_tc"):
-            problems.append("only scoring_func='sigmoid' with topk_method='noaux_tc' is implemented")
-        if self.hidden_act != "silu" or self.attention_bias:
-            problems.append("only hidden_act='silu' without attention_bias is implemented")
-        if self.moe_layer_freq != 1:
-            problems.append("only moe_layer_freq=1 is implemented (every layer after the dense ones is MoE)")
-        if self.n_routed_experts % self.n_group or not 0 < self.topk_group <= self.n_group:
-            problems.append("n_group must divide n_routed_experts and 0 < topk_group <= n_group")
-        if self.num_experts_per_tok > self.topk_group * self.n_routed_experts // self.n_group:
-            problems.append("num_experts_per_tok exceeds the experts left after group selection")
-        if self.extra.get("rope_scaling") is not None:
-            problems.append("rope_scaling is not implemented (Megrez2 has none)")
-        if problems:
-            raise ValueError("unsupported Megrez2 config:\n  " + "\n  ".join(problems))
-
-    # -- layer structure
-    def is_moe_layer(self, layer_id: int) -> bool:
-        return layer_id >= self.first_k_dense_replace
-
-    def group_leader(self, layer_id: int) -> int:
-        """The layer whose expert bank `layer_id` uses: {1,2,3} -> 1, {4,5,6} -> 4 with one dense layer."""
-        k, freq = self.first_k_dense_replace, self.experts_shared_frequency
-        return k + (layer_id - k) // freq * freq
-
-    @property
-    def moe_layer_ids(self) -> list[int]:
-        return [i for i in range(self.num_hidden_layers) if self.is_moe_layer(i)]
-
-    # -- config.json
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Megrez2Config:
-        d = dict(d)
-        if d.get("num_key_value_heads") is None:  # HF convention: absent means multi-head attention
-            d["num_key_value_heads"] = d.get("num_attention_heads", cls.num_attention_heads)
-        if d.get("head_dim") is None:
-            d["head_dim"] = d.get("hidden_size", cls.hidden_size) // d.get(
-                "num_attention_heads", cls.num_attention_heads
-            )
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in d.items() if k in names}
-        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "extra" and f.name not in RUNTIME_FIELDS
-        }
-        return {**d, "architectures": list(self.architectures), **self.extra}
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> Megrez2Config:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> Megrez2Config:
-        if name not in PRESETS:
-            raise KeyError(f"unknown Megrez2 preset {name!r}; known: {', '.join(PRESETS)}")
-        return dataclasses.replace(PRESETS[name](), **overrides)
-
-
-# ---- attention
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()  # statistics in fp32, as HF Llama does
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
-
-
-def rope_cos_sin(pos_BT: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
-    """cos, sin of shape (B, 1, T, head_dim) in fp32 for the rotate-half convention (each frequency is used by
-    dimension j and j + head_dim/2). Computed per call: a few KB, and nothing to rebuild after meta init."""
-    exponent = torch.arange(0, head_dim, 2, device=pos_BT.device, dtype=torch.int64).float() / head_dim
-    inv_freq = 1.0 / (theta**exponent)
-    angle = pos_BT.float()[..., None] * inv_freq  # (B, T, hd/2)
-    angle = torch.cat([angle, angle], dim=-1)[:, None]
-    return angle.cos(), angle.sin()
-
-
-def apply_rope(x_BHTd: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    x = x_BHTd.float()
-    x1, x2 = x.chunk(2, dim=-1)
-    return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x_BHTd.dtype)
-
-
-@dataclass
-class KVCache:
-    """Preallocated keys and values of every layer for incremental decoding (prefill, then a token a step).
-
-    Slots fill left to right for the whole batch at once. `key_valid` marks the slots that hold real tokens,
-    so prompts may be left- or right-padded: padded slots are never attended to, and a row's RoPE positions
-    count only its real tokens. Use under `torch.no_grad()`: the cache is written in place.
-    """
-
-    k: list[Tensor]  # per layer (B, H_kv, max_len, head_dim)
-    v: list[Tensor]  # per layer (B, H_kv, max_len, head_dim)
-    key_valid: Tensor  # (B, max_len) bool: slot holds a real token
-    next_pos: Tensor  # (B,) int64: RoPE position of each row's next real token
-    length: int = 0  # slots filled so far (same for every row)
-    has_padding: bool = False  # some filled slot is padding: attention needs an explicit mask
-
-    @classmethod
-    def allocate(
-        cls,
-        config: Megrez2Config,
-        batch_size: int,
-        max_len: int,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> KVCache:
-        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
-        n = config.num_hidden_layers
-        return cls(
-            k=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
-            v=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
-            key_valid=torch.zeros(batch_size, max_len, dtype=torch.bool, device=device),
-            next_pos=torch.zeros(batch_size, dtype=torch.int64, device=device),
-        )
-
-    @property
-    def max_len(self) -> int:
-        return self.key_valid.shape[1]
-
-    def store(self, layer_id: int, k_BHTd: Tensor, v_BHTd: Tensor) -> tuple[Tensor, Tensor]:
-        """Write this step's keys/values at slots [length, length+T) and return all filled slots."""
-        end = self.length + k_BHTd.shape[2]
-        self.k[layer_id][:, :, self.length : end] = k_BHTd
-        self.v[layer_id][:, :, self.length : end] = v_BHTd
-        return self.k[layer_id][:, :, :end], self.v[layer_id][:, :, :end]
-
-
-@dataclass
-class _Context:
-    """What every layer of one forward call shares (built once by the model)."""
-
-    cos: Tensor  # (B, 1, T, head_dim) fp32
-    sin: Tensor
-    attn_mask: Tensor | None  # (B, 1, T, S) bool, True = may attend; None = plain causal (or one decode row)
-    is_causal: bool
-    cache: KVCache | None
-    replay_LTK: Tensor | None  # (L, B*T, K) fixed experts per MoE layer (routing replay)
-    first_moe_layer: int
-
-    def replay(self, layer_id: int) -> Tensor | None:
-        return None if self.replay_LTK is None else self.replay_LTK[layer_id - self.first_moe_layer]
-
-
-class Attention(nn.Module):
-    """Llama GQA: no biases, no qk-norm, RoPE over the full head, scale 1/sqrt(head_dim)."""
-
-    def __init__(self, config: Megrez2Config):
-        super().__init__()
-        d, hd = config.hidden_size, config.head_dim
-        self.n_heads, self.n_kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.head_dim = hd
-        self.q_proj = nn.Linear(d, self.n_heads * hd, bias=False)
-        self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=False)
-        self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=False)
-        self.o_proj = nn.Linear(self.n_heads * hd, d, bias=False)
-
-    def forward(self, x_BTD: Tensor, ctx: _Context, layer_id: int) -> Tensor:
-        B, T, _ = x_BTD.shape
-        q = self.q_proj(x_BTD).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x_BTD).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x_BTD).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
-        if ctx.cache is not None:
-            k, v = ctx.cache.store(layer_id, k, v)
-            k, v = k.to(q.dtype), v.to(q.dtype)
-        scale = 1.0 / math.sqrt(self.head_dim)
-        if ctx.attn_mask is None:
-            gqa = self.n_heads != self.n_kv_heads
-            out = F.scaled_dot_product_attention(
-                q, k, v, is_causal=ctx.is_causal, scale=scale, enable_gqa=gqa
-            )
-        else:  # SDPA's fused kernels take a mask only without GQA: expand the kv heads (padded batches only)
-            rep = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.attn_mask, scale=scale)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
-
-
-def build_attention_mask(
-    key_valid_BS: Tensor | None, q_start: int, T: int, device: torch.device
-) -> tuple[Tensor | None, bool]:
-    """(mask, is_causal) for queries in slots [q_start, q_start+T) over keys in slots [0, q_start+T).
-
-    `key_valid_BS` None means every slot holds a real token; then SDPA's own causal path is used where it
-    applies. A padding query is allowed to see itself so that no softmax row is empty (its output is never
-    used).
-    """
-    if key_valid_BS is None and q_start == 0:
-        return None, T > 1
-    if key_valid_BS is None and T == 1:
-        return None, False
-    q_slot = torch.arange(q_start, q_start + T, device=device)[:, None]
-    k_slot = torch.arange(q_start + T, device=device)[None, :]
-    mask_BTS = (k_slot <= q_slot)[None]
-    if key_valid_BS is not None:
-        mask_BTS = mask_BTS & key_valid_BS[:, None, :]
-    return (mask_BTS | (k_slot == q_slot))[:, None], False
-
+from rlvr.model.attention import Attention, Context, KVCache, RMSNorm, build_attention_mask, rope_cos_sin
+from rlvr.model.checkpoint import load_checkpoint, save_pretrained
+from rlvr.model.config import PRESET_NAMES, PRESETS, RUNTIME_FIELDS, Megrez2Config, preset_config
+from rlvr.model.kernels import GatherRows, compute_dtype, expert_matmul, grouped_mm_supported
+from rlvr.model.sampling import token_logprobs
 
 # ---- MoE
 
@@ -424,121 +157,14 @@ class Dispatch:
 
     def dispatch(self, x_TD: Tensor) -> Tensor:
         K = self.token_S.numel() // x_TD.shape[0]
-        return _GatherRows.apply(x_TD, self.token_S, self.unsort_S, K)
+        return GatherRows.apply(x_TD, self.token_S, self.unsort_S, K)
 
     def combine(self, y_SD: Tensor, weights_TK: Tensor) -> Tensor:
         """out[t] = sum_k w[t,k] * y[slot(t,k)]: a gather back to token order and a (1,K)@(K,D) per token. No
         atomics, so the result is deterministic (routing replay must reproduce logits bit for bit)."""
         T, K = weights_TK.shape
-        y_TKD = _GatherRows.apply(y_SD, self.unsort_S, self.order_S, 1).view(T, K, -1)
+        y_TKD = GatherRows.apply(y_SD, self.unsort_S, self.order_S, 1).view(T, K, -1)
         return torch.bmm(weights_TK.to(y_TKD.dtype).unsqueeze(1), y_TKD).squeeze(1)
-
-
-class _GatherRows(torch.autograd.Function):
-    """y = x[index] where every row of x is read exactly `fan_out` times, so the backward is a gather too:
-    grad_x[r] = sum of its fan_out consecutive rows of grad_y[back_index]. Autograd's own backward of x[index]
-    is an accumulating scatter (index_put): 80-110 ms against 20 ms for the MoE layer of `small` on CPU."""
-
-    @staticmethod
-    def forward(ctx: Any, x_RD: Tensor, index_N: Tensor, back_index_N: Tensor, fan_out: int) -> Tensor:
-        ctx.save_for_backward(back_index_N)
-        ctx.fan_out = fan_out
-        return x_RD[index_N]
-
-    @staticmethod
-    def backward(ctx: Any, grad_ND: Tensor) -> tuple[Tensor, None, None, None]:
-        (back_index_N,) = ctx.saved_tensors
-        grad = grad_ND[back_index_N]
-        if ctx.fan_out > 1:
-            grad = grad.view(-1, ctx.fan_out, grad.shape[-1]).sum(1)
-        return grad, None, None, None
-
-
-_grouped_mm = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
-
-
-def grouped_mm_supported(x: Tensor, w: Tensor) -> bool:
-    """torch's grouped GEMM takes bf16 on CUDA (sm80+) and fp32/bf16 on CPU, with 16-byte aligned rows."""
-    if _grouped_mm is None or x.dtype != w.dtype:
-        return False
-    if x.device.type == "cuda":
-        ok = x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (8, 0)
-    else:
-        ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-    return ok and all(n * x.element_size() % 16 == 0 for n in w.shape[1:])
-
-
-def expert_matmul(x_SI: Tensor, w_EOI: Tensor, counts_E: Tensor, kernel: str = "auto") -> Tensor:
-    """y[s] = x[s] @ w[e(s)].T for slots sorted by expert: the one seam between dispatch and kernels.
-
-    kernel "grouped_mm": torch's grouped GEMM, one launch for all experts (needs `grouped_mm_supported`).
-    "loop": one matmul per *active* expert over its contiguous block (one host sync for the counts; never a
-    pass over all experts or per token). "auto": grouped GEMM where supported (no host sync, so it suits
-    torch.compile and CUDA graphs), else the loop. On CPU the two run at the same speed.
-    """
-    if kernel == "auto":
-        kernel = "grouped_mm" if grouped_mm_supported(x_SI, w_EOI) else "loop"
-    if kernel == "grouped_mm":
-        if not grouped_mm_supported(x_SI, w_EOI):
-            raise ValueError(
-                f"grouped_mm does not take {x_SI.dtype} on {x_SI.device.type}; use kernel='loop'"
-            )
-        offsets_E = counts_E.cumsum(0).to(torch.int32)
-        return _grouped_mm(x_SI, w_EOI.transpose(-2, -1), offs=offsets_E)
-    if kernel != "loop":
-        raise ValueError(f"unknown expert kernel {kernel!r}; use 'auto', 'grouped_mm' or 'loop'")
-    return _ActiveExpertMatmul.apply(x_SI, w_EOI, counts_E.tolist())
-
-
-def _expert_blocks(counts: list[int]) -> list[tuple[int, int, int]]:
-    """(expert, first slot, end slot) of every expert that received slots."""
-    blocks, start = [], 0
-    for e, n in enumerate(counts):
-        if n:
-            blocks.append((e, start, start + n))
-        start += n
-    return blocks
-
-
-class _ActiveExpertMatmul(torch.autograd.Function):
-    """The loop fallback of `expert_matmul`, with its own backward.
-
-    Plain autograd through `w_EOI[e]` would give every active expert a zero-filled gradient the size of the
-    whole bank and then sum them: E bank-sized fills per call, slower than the HF loop it replaces. Here each
-    expert's weight gradient is written into its row of one (E, O, I) buffer.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x_SI: Tensor, w_EOI: Tensor, counts: list[int]) -> Tensor:
-        ctx.blocks = _expert_blocks(counts)
-        ctx.save_for_backward(x_SI, w_EOI)
-        y_SO = x_SI.new_empty(x_SI.shape[0], w_EOI.shape[1])
-        with torch.autocast(x_SI.device.type, enabled=False):  # callers cast; mm(out=) takes no autocast
-            for e, a, b in ctx.blocks:
-                torch.mm(x_SI[a:b], w_EOI[e].T, out=y_SO[a:b])
-        return y_SO
-
-    @staticmethod
-    def backward(ctx: Any, grad_SO: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        x_SI, w_EOI = ctx.saved_tensors
-        grad_SO = grad_SO.contiguous().to(x_SI.dtype)
-        grad_x = torch.empty_like(x_SI) if ctx.needs_input_grad[0] else None
-        grad_w = torch.empty_like(w_EOI) if ctx.needs_input_grad[1] else None
-        if grad_w is not None:  # experts that got no slots get a zero gradient; the others are overwritten
-            for e in sorted(set(range(w_EOI.shape[0])) - {e for e, _, _ in ctx.blocks}):
-                grad_w[e].zero_()
-        with torch.autocast(x_SI.device.type, enabled=False):
-            for e, a, b in ctx.blocks:
-                if grad_x is not None:
-                    torch.mm(grad_SO[a:b], w_EOI[e], out=grad_x[a:b])
-                if grad_w is not None:
-                    torch.mm(grad_SO[a:b].T, x_SI[a:b], out=grad_w[e])
-        return grad_x, grad_w, None
-
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
 class RoutedExperts(nn.Module):
@@ -560,7 +186,7 @@ class RoutedExperts(nn.Module):
 
     def forward(self, x_TD: Tensor, weights_TK: Tensor, indices_TK: Tensor) -> Tensor:
         plan = Dispatch.plan(indices_TK, self.num_experts)
-        x_SD = plan.dispatch(x_TD.to(_compute_dtype(x_TD)))
+        x_SD = plan.dispatch(x_TD.to(compute_dtype(x_TD)))
         return plan.combine(self.run_sorted(x_SD, plan.counts_E), weights_TK)
 
     def run_sorted(self, x_SD: Tensor, counts_E: Tensor) -> Tensor:
@@ -634,7 +260,7 @@ class Block(nn.Module):
         else:
             self.mlp = MoE(config, experts, owns_experts=config.group_leader(layer_id) == layer_id)
 
-    def attend(self, h_BTD: Tensor, ctx: _Context) -> tuple[Tensor, Tensor]:
+    def attend(self, h_BTD: Tensor, ctx: Context) -> tuple[Tensor, Tensor]:
         """Returns the residual stream after attention and the FFN input (post-attention RMSNorm of it)."""
         a_BTD = h_BTD + self.self_attn(self.input_layernorm(h_BTD), ctx, self.layer_id)
         return a_BTD, self.post_attention_layernorm(a_BTD)
@@ -672,7 +298,7 @@ class Megrez2Model(nn.Module):
         self.layers = nn.ModuleList(Block(config, i, bank) for i, bank in enumerate(banks))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, input_ids_BT: Tensor, ctx: _Context) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, input_ids_BT: Tensor, ctx: Context) -> tuple[Tensor, list[Tensor]]:
         """Final hidden states (B, T, D) and the expert indices (B*T, K) each MoE layer used."""
         h_BTD = self.embed_tokens(input_ids_BT)
         route, used = None, []
@@ -690,7 +316,7 @@ class Megrez2Model(nn.Module):
         return self.norm(h_BTD), used
 
     def _layer_step(
-        self, i: int, h_BTD: Tensor, route: Route | None, ctx: _Context
+        self, i: int, h_BTD: Tensor, route: Route | None, ctx: Context
     ) -> tuple[Tensor, Route | None, Route | None]:
         """Layer i: returns (new residual stream, the route layer i used, layer i+1's route if pre-gated)."""
         layer = self.layers[i]
@@ -766,7 +392,7 @@ class Megrez2ForCausalLM(nn.Module):
 
     def _context(
         self, input_ids: Tensor, attention_mask: Tensor | None, cache: KVCache | None, replay: Tensor | None
-    ) -> tuple[_Context, Tensor | None]:
+    ) -> tuple[Context, Tensor | None]:
         B, T = input_ids.shape
         valid_BT = (
             None if attention_mask is None else attention_mask.to(device=input_ids.device, dtype=torch.bool)
@@ -791,7 +417,7 @@ class Megrez2ForCausalLM(nn.Module):
         mask, is_causal = build_attention_mask(key_valid, q_start, T, input_ids.device)
         replay_LTK = None if replay is None else replay.reshape(replay.shape[0], B * T, -1)
         first_moe = self.config.first_k_dense_replace
-        return _Context(cos, sin, mask, is_causal, cache, replay_LTK, first_moe), valid_BT
+        return Context(cos, sin, mask, is_causal, cache, replay_LTK, first_moe), valid_BT
 
     def register_route_hook(self, fn: Callable[[int, Tensor, Tensor], None]) -> RouteHooks:
         """Call fn(layer_id, weights_TK, indices_TK) as soon as a MoE layer's experts are chosen: with
@@ -846,9 +472,17 @@ class Megrez2ForCausalLM(nn.Module):
         dtype: torch.dtype | None = None,
         **config_overrides: Any,
     ) -> Megrez2ForCausalLM:
-        from rlvr.model.checkpoint import load_pretrained
-
-        return load_pretrained(path, device=device, dtype=dtype, **config_overrides)
+        """Built on the meta device, allocated empty on `device`, then the checkpoint streamed into it (names
+        and shapes checked first: `CheckpointMismatchError`). dtype: default the config's torch_dtype, else
+        float32. config_overrides: rlvr switches such as activation_checkpointing=True."""
+        path = Path(path)
+        config = dataclasses.replace(Megrez2Config.from_json(path / "config.json"), **config_overrides)
+        dtype = dtype or (getattr(torch, config.torch_dtype) if config.torch_dtype else torch.float32)
+        with torch.device("meta"):
+            model = cls(config)
+        model.to(dtype=dtype).to_empty(device=device)
+        load_checkpoint(model, path)
+        return model
 
     @classmethod
     def from_state_dict(
@@ -862,8 +496,7 @@ class Megrez2ForCausalLM(nn.Module):
         return model
 
     def save_pretrained(self, path: str | Path, max_shard_bytes: int = 4 << 30) -> None:
-        from rlvr.model.checkpoint import save_pretrained
-
+        """config.json and safetensors in the official layout (sharded past `max_shard_bytes`)."""
         save_pretrained(self, path, max_shard_bytes=max_shard_bytes)
 
 
@@ -896,60 +529,6 @@ def max_violation(expert_counts_LE: Tensor) -> Tensor:
     load = expert_counts_LE.float()
     mean = load.mean(-1)
     return (load.max(-1).values - mean) / mean.clamp_min(1e-9)
-
-
-def token_logprobs(logits_BTV: Tensor, targets_BT: Tensor) -> Tensor:
-    """log p(target) per position in fp32: the target's logit minus logsumexp (no (B, T, V) log-softmax)."""
-    logits = logits_BTV.float()
-    return logits.gather(-1, targets_BT.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-
-
-# ---- presets
-
-PRESETS: dict[str, Callable[[], Megrez2Config]] = {
-    # The released model (7.50B stored, 3.0B activated without embeddings).
-    "megrez2-3x7b-a3b": Megrez2Config,
-    # Benchmarks: 191M stored, 61M activated without embeddings; 64 experts, top-6, groups of 3 as the real
-    # one.
-    "small": lambda: Megrez2Config(
-        vocab_size=32000,
-        hidden_size=768,
-        num_hidden_layers=7,
-        num_attention_heads=12,
-        num_key_value_heads=4,
-        head_dim=64,
-        intermediate_size=3072,
-        moe_intermediate_size=384,
-        n_shared_experts=2,
-        rope_theta=10000.0,
-        max_position_embeddings=4096,
-    ),
-    # CPU tests: 1 dense layer + 2 groups of 3 MoE layers, 8 experts top-2, 1 shared expert. head_dim 32: the
-    # smallest vLLM's CPU attention takes.
-    "tiny": lambda: Megrez2Config(
-        vocab_size=256,
-        hidden_size=64,
-        num_hidden_layers=7,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        intermediate_size=128,
-        moe_intermediate_size=32,
-        n_routed_experts=8,
-        num_experts_per_tok=2,
-        n_shared_experts=1,
-        rope_theta=10000.0,
-        max_position_embeddings=512,
-    ),
-}
-
-
-PRESET_NAMES = tuple(PRESETS)
-
-
-def preset_config(name: str, **overrides: Any) -> Megrez2Config:
-    """The config of a built-in preset (`model.preset` in a recipe), with field overrides."""
-    return Megrez2Config.preset(name, **overrides)
 
 
 def parameter_counts(config: Megrez2Config) -> dict[str, int]:
@@ -987,3 +566,17 @@ if __name__ == "__main__":  # smoke run: python -m rlvr.model.megrez2
         for _ in range(4):
             step = model(step.logits[:, -1:].argmax(-1), cache=cache)
     print(f"tiny: decoded to {cache.length} slots; smoke run ok")
+
+
+load_pretrained = Megrez2ForCausalLM.from_pretrained
+__all__ = [  # re-exported from their own modules for `from rlvr.model.megrez2 import ...`
+    "PRESETS",
+    "PRESET_NAMES",
+    "RUNTIME_FIELDS",
+    "KVCache",
+    "Megrez2Config",
+    "build_attention_mask",
+    "grouped_mm_supported",
+    "preset_config",
+    "token_logprobs",
+]

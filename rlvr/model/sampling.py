@@ -38,3 +38,9 @@ def sampled_logprobs(
     With top_p = 1 this is the target's scaled logit minus logsumexp, without a (B, T, V) log-softmax."""
     logits = processed_logits(logits_BTV, temperature, top_p)
     return logits.gather(-1, targets_BT.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def token_logprobs(logits_BTV: Tensor, targets_BT: Tensor) -> Tensor:
+    """log p(target) per position in fp32: the target's logit minus logsumexp (no (B, T, V) log-softmax)."""
+    logits = logits_BTV.float()
+    return logits.gather(-1, targets_BT.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
