@@ -48,9 +48,9 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Regenerate the recipe reference in README.md from rlvr/config.py.
+# Regenerate docs/recipes.md (every recipe key) from the config classes.
 docs: install
-	$(PY) -c "import pathlib; from rlvr.config import readme_with_references as r; p = pathlib.Path('README.md'); p.write_text(r(p.read_text()))"
+	$(PY) -m rlvr.docs
 
 bench: install
 	$(PY) benchmarks/verifiers.py

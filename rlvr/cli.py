@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rlvr.config import RecipeConfig, RecipeError, load_recipe
 
@@ -137,38 +138,47 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlvr", description="RL with verifiable rewards for MoE models, on Ray."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_recipe_commands(commands)
+    _add_eval_command(commands)
+    _add_tool_commands(commands)
+    return parser
 
-    train = commands.add_parser("train", help="run (or, with --dry-run, validate) a training recipe")
-    train.add_argument("recipe", help="YAML recipe, e.g. recipes/tiny.yaml")
-    train.add_argument("overrides", nargs="*", help="dotted overrides such as rollout.n=8 trainer.steps=5")
+
+def _recipe_command(commands: Any, name: str, help: str, recipe_help: str, func: Any) -> Any:
+    command = commands.add_parser(name, help=help)
+    command.add_argument("recipe", help=recipe_help)
+    command.add_argument("overrides", nargs="*", help="dotted overrides such as rollout.n=8 trainer.steps=5")
+    command.set_defaults(func=func)
+    return command
+
+
+def _add_recipe_commands(commands: Any) -> None:
+    """train, submit and sft: each takes a recipe and dotted overrides."""
+    train = _recipe_command(
+        commands, "train", "run (or, with --dry-run, validate) a training recipe", "YAML recipe", cmd_train
+    )
     train.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
-    train.set_defaults(func=cmd_train)
-
-    verify = commands.add_parser("verify", help="verify one response against a reference answer")
-    verify.add_argument("response", help="the model's response text ('-' reads standard input)")
-    verify.add_argument("--reference", required=True, help="the gold answer")
-    verify.add_argument("--verifier", default="math", help="registered name, entry point or pkg.module:obj")
-    verify.add_argument("--sample", help="the sample as JSON (e.g. choices for the choice verifier)")
-    verify.add_argument("--timeout", type=float, help="run in a VerifierPool worker with this soft limit (s)")
-    verify.add_argument("--json", action="store_true", help="print the Result as JSON")
-    verify.set_defaults(func=cmd_verify)
-
-    submit = commands.add_parser("submit", help="run a recipe as a Ray job on a cluster (streams its logs)")
-    submit.add_argument("recipe", help="YAML recipe inside the working directory, e.g. recipes/rlvr.yaml")
-    submit.add_argument("overrides", nargs="*", help="dotted overrides, passed on to `rlvr train`")
+    submit = _recipe_command(
+        commands,
+        "submit",
+        "run a recipe as a Ray job on a cluster (streams its logs)",
+        "YAML recipe inside the working directory, e.g. recipes/rlvr.yaml",
+        cmd_submit,
+    )
     submit.add_argument(
         "--address", help="Ray Jobs API (dashboard) address; default $RAY_ADDRESS or http://127.0.0.1:8265"
     )
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return after submitting")
-    submit.set_defaults(func=cmd_submit)
-
-    sft = commands.add_parser(
-        "sft", help="supervised warm start on worked solutions (the recipe's sft section)"
+    _recipe_command(
+        commands,
+        "sft",
+        "supervised warm start on worked solutions (the recipe's sft section)",
+        "YAML recipe with an sft section",
+        cmd_sft,
     )
-    sft.add_argument("recipe", help="YAML recipe with an sft section, e.g. recipes/tiny.yaml")
-    sft.add_argument("overrides", nargs="*", help="dotted overrides such as sft.steps=300")
-    sft.set_defaults(func=cmd_sft)
 
+
+def _add_eval_command(commands: Any) -> None:
     evaluate = commands.add_parser("eval", help="pass@1 and pass@k of a checkpoint (or a recipe's model)")
     evaluate.add_argument("target", help="checkpoint folder, or a recipe (uses its SFT/model checkpoint)")
     evaluate.add_argument("overrides", nargs="*", help="dotted overrides for a recipe target")
@@ -189,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="append the result as a JSON line to this file")
     evaluate.set_defaults(func=cmd_eval)
 
+
+def _add_tool_commands(commands: Any) -> None:
+    """verify, plot and data build."""
+    verify = commands.add_parser("verify", help="verify one response against a reference answer")
+    verify.add_argument("response", help="the model's response text ('-' reads standard input)")
+    verify.add_argument("--reference", required=True, help="the gold answer")
+    verify.add_argument("--verifier", default="math", help="registered name, entry point or pkg.module:obj")
+    verify.add_argument("--sample", help="the sample as JSON (e.g. choices for the choice verifier)")
+    verify.add_argument("--timeout", type=float, help="run in a VerifierPool worker with this soft limit (s)")
+    verify.add_argument("--json", action="store_true", help="print the Result as JSON")
+    verify.set_defaults(func=cmd_verify)
+
     plot = commands.add_parser("plot", help="write PNG curves of a run's metrics into RUN_DIR/plots")
     plot.add_argument("run_dir", help="run directory holding metrics.jsonl (and eval*.json)")
     plot.add_argument("--out", help="output folder; default RUN_DIR/plots")
@@ -197,13 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="build prompt sets").add_subparsers(
         dest="data_command", required=True
     )
-    data_build = data.add_parser(
-        "build", help="build a verified, difficulty-balanced prompt set from a recipe"
-    )
-    data_build.add_argument("recipe", help="YAML data recipe, e.g. recipes/data.yaml")
-    data_build.add_argument("overrides", nargs="*", help="dotted overrides such as difficulty.k=4")
-    data_build.set_defaults(func=cmd_data_build)
-    return parser
+    build = data.add_parser("build", help="build a verified, difficulty-balanced prompt set from a recipe")
+    build.add_argument("recipe", help="YAML data recipe, e.g. recipes/data.yaml")
+    build.add_argument("overrides", nargs="*", help="dotted overrides such as difficulty.k=4")
+    build.set_defaults(func=cmd_data_build)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,22 +113,37 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    train_files: list[str] = Field(min_length=1, description="prompt files in the builder's schema")
-    eval_files: list[str] = Field([], description="held-out prompt files for pass@k evaluation")
-    max_prompt_tokens: int = Field(512, gt=0, description="longer prompts are counted and skipped")
+    train_files: list[str] = Field(
+        min_length=1, description="prompt sets (the builder's schema), public files as published, or task://"
+    )
+    eval_files: list[str] = Field(
+        [], description="held-out prompts (same formats) for pass@k during training"
+    )
+    max_prompt_tokens: int = Field(
+        512,
+        gt=0,
+        description="prompts longer than this (in tokens, as the engine sees them) are counted and skipped",
+    )
     shuffle: bool = Field(True, description="shuffle prompts each epoch (seeded by run.seed)")
 
 
 class VerifierConfig(Section):
-    name: str = Field("math", description="registered name, entry point or 'pkg.module:obj'")
-    workers: int = Field(2, ge=1, description="processes in each VerifierPool")
+    name: str = Field(
+        "math",
+        description="verifier of rows that name none: a registered name, entry point or 'pkg.module:obj'",
+    )
+    workers: int = Field(
+        2, ge=1, description="processes in each VerifierPool (one pool per verifier the rows name)"
+    )
     soft_timeout_s: float = Field(5.0, gt=0, description="a verification over this returns status 'timeout'")
     hard_timeout_s: float | None = Field(
         None, gt=0, description="a worker silent this long is killed and replaced; default 2 x soft + 1"
     )
     reward_correct: float = Field(1.0, description="reward for status 'ok'")
     reward_wrong: float = Field(-1.0, description="reward for every other status")
-    options: dict[str, Any] = Field({}, description="extra keyword arguments for the verifier")
+    options: dict[str, Any] = Field(
+        {}, description="extra keyword arguments for verifier.name's verifier (not for rows naming another)"
+    )
 
     @model_validator(mode="after")
     def _hard_after_soft(self) -> VerifierConfig:
@@ -416,8 +431,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def reference_markdown(schema: type[BaseModel] | None = None) -> str:
-    """A recipe reference table for README.md, generated from the config classes (a test keeps it synced):
-    the training recipe's by default, or another schema's (the dataset builder's)."""
+    """A recipe reference table generated from the config classes (`make docs` writes docs/recipes.md; a test
+    keeps it in sync): the training recipe's by default, or another schema's (the dataset builder's)."""
     lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
 
     def rows(model: type[BaseModel], prefix: str) -> None:
@@ -440,19 +455,3 @@ def reference_markdown(schema: type[BaseModel] | None = None) -> str:
 
     rows(schema or RecipeConfig, "")
     return "\n".join(lines)
-
-
-def readme_with_references(text: str) -> str:
-    """README text with its generated blocks (`make docs`): the training recipe's and the data recipe's."""
-    import re
-
-    from rlvr.data.build import DataBuildConfig  # the builder imports this module
-
-    for marker, schema in (("recipe-reference", RecipeConfig), ("data-recipe-reference", DataBuildConfig)):
-        text = re.sub(
-            rf"(<!-- {marker}:start[^>]*-->\n).*?(<!-- {marker}:end -->)",
-            lambda m, schema=schema: m.group(1) + reference_markdown(schema) + "\n" + m.group(2),
-            text,
-            flags=re.S,
-        )
-    return text

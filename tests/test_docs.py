@@ -1,25 +1,35 @@
-"""README stays true: the recipe reference is the one generated from the config classes."""
+"""The docs stay true: the recipe reference is the one generated from the config classes, and README shows the
+two commands and links every page of docs/."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from rlvr.config import readme_with_references, reference_markdown
-from rlvr.data.build import DataBuildConfig
+from rlvr.docs import RECIPES_DOC, recipes_markdown
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def test_readme_recipe_references_match_the_config_classes() -> None:
-    text = README.read_text()
-    for marker, schema in (("recipe-reference", None), ("data-recipe-reference", DataBuildConfig)):
-        match = re.search(rf"<!-- {marker}:start[^>]*-->\n(.*?)<!-- {marker}:end -->", text, re.S)
-        assert match, f"README.md lost its {marker} markers"
-        assert match.group(1).strip() == reference_markdown(schema).strip(), "run `make docs` to refresh it"
-    assert readme_with_references(text) == text
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 
 
-def test_readme_shows_the_two_commands() -> None:
+def test_recipe_reference_matches_the_config_classes() -> None:
+    assert RECIPES_DOC.read_text() == recipes_markdown(), "run `make docs` to refresh docs/recipes.md"
+
+
+def test_readme_shows_the_two_commands_and_links_every_doc() -> None:
     text = README.read_text()
     assert "make test" in text and "make demo" in text
+    for page in sorted((REPO / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in text, f"README does not link docs/{page.name}"
+    for target in re.findall(r"\]\((docs/[^)#]+)", text):
+        assert (REPO / target).exists(), target
+
+
+def test_the_step_shown_in_readme_is_the_code() -> None:
+    text = README.read_text()
+    snippet = re.search(r"```python\n(def step.*?)```", text, re.S).group(1)
+    source = (REPO / "rlvr/trainer.py").read_text()
+    shown = [line for line in snippet.splitlines() if line.strip() and not line.strip().startswith("...")]
+    assert len(shown) > 10
+    for line in shown:
+        assert line in source, f"README's Trainer.step differs from rlvr/trainer.py at: {line.strip()}"
