@@ -15,7 +15,7 @@ import torch
 
 from rlvr.algorithm import logprob_mismatch
 from rlvr.cluster import free_ports
-from rlvr.config import RecipeConfig
+from rlvr.config import RecipeConfig, VerifierConfig
 from rlvr.learner import Learner, LearnerSpec, TrainBatch, make_batch
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.sampler import Item
@@ -85,6 +85,35 @@ def start_learners(recipe: RecipeConfig, spec: LearnerSpec) -> list[Any]:
     ]
 
 
+def start_rollout_worker(
+    engine: str,
+    model_config: Megrez2Config,
+    state: Any,
+    stop_token_ids: int | Sequence[int],
+    pad_token_id: int,
+    options: dict[str, Any] | None = None,
+    num_gpus: float = 0,
+) -> Any:
+    """A `RolloutWorker` actor (one CPU, `num_gpus` GPUs) holding `state` (weights or a ref to them)."""
+    return RolloutWorker.options(num_cpus=1, num_gpus=num_gpus).remote(
+        engine, model_config, state, stop_token_ids, pad_token_id, options=options
+    )
+
+
+def start_verifier_worker(v: VerifierConfig, num_cpus: float = 1) -> Any:
+    """A `VerifierWorker` actor with `v.workers` processes per verifier: `v.name` (with `v.options`) for rows
+    naming none, a pool of its own for every other verifier the rows name; rewards from `v`."""
+    rewards = {"reward_correct": v.reward_correct, "reward_wrong": v.reward_wrong}
+    return VerifierWorker.options(num_cpus=num_cpus).remote(
+        verifier=v.name,
+        num_workers=v.workers,
+        soft_timeout_s=v.soft_timeout_s,
+        hard_timeout_s=v.hard_timeout_s,
+        verifier_kwargs=v.options,
+        shared_kwargs=rewards,
+    )
+
+
 class TrainingActors:
     """Learner ranks, rollout workers and verifier workers for one run."""
 
@@ -99,28 +128,18 @@ class TrainingActors:
         self.learners = start_learners(recipe, learner_spec(recipe, model_config))
         state_ref = ray.put(self._full_state())
         self.rollout_workers = [
-            RolloutWorker.options(num_cpus=1, num_gpus=res.gpus_per_rollout_worker).remote(
+            start_rollout_worker(
                 recipe.rollout.engine,
                 model_config,
                 state_ref,
                 stop_token_ids,
                 pad_token_id,
-                options=engine_options(recipe),
+                engine_options(recipe),
+                res.gpus_per_rollout_worker,
             )
             for _ in range(recipe.rollout.workers)
         ]
-        v = recipe.verifier
-        rewards = {"reward_correct": v.reward_correct, "reward_wrong": v.reward_wrong}
-        self.verifier_workers = [
-            VerifierWorker.options(num_cpus=res.cpus_per_verifier_worker).remote(
-                verifier=v.name,
-                num_workers=v.workers,
-                soft_timeout_s=v.soft_timeout_s,
-                hard_timeout_s=v.hard_timeout_s,
-                verifier_kwargs=v.options,
-                shared_kwargs=rewards,
-            )
-        ]
+        self.verifier_workers = [start_verifier_worker(recipe.verifier, res.cpus_per_verifier_worker)]
 
     def generate(
         self,
@@ -164,7 +183,8 @@ class TrainingActors:
         return [r for part in ray.get(futures) for r in part]
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
-        """One learner step; each rank takes a contiguous shard of the sequences."""
+        """One learner step on `batch` (B sequences); each rank takes a contiguous shard of them. Returns the
+        loss metrics (all-reduced, so every rank's are the same) and the learner's timings in seconds."""
         shards = torch.arange(len(batch)).chunk(len(self.learners))
         metrics = ray.get(
             [lr.train_step.remote(batch.rows(s)) for lr, s in zip(self.learners, shards, strict=True)]
@@ -206,6 +226,7 @@ class TrainingActors:
         ray.get([lr.load.remote(path) for lr in self.learners])
 
     def status_counts(self) -> dict[str, int]:
+        """Verifier statuses counted since the start, summed over the verifier workers."""
         counts: dict[str, int] = {}
         for part in ray.get([w.status_counts.remote() for w in self.verifier_workers]):
             for key, value in part.items():
@@ -213,6 +234,7 @@ class TrainingActors:
         return counts
 
     def shutdown(self) -> None:
+        """Closes the process groups and verifier pools, then kills every actor of the run."""
         ray.get([lr.close.remote() for lr in self.learners])
         ray.get([w.close.remote() for w in self.verifier_workers])
         for actor in [*self.learners, *self.rollout_workers, *self.verifier_workers]:

@@ -9,14 +9,14 @@ from typing import Any
 import ray
 import torch
 
+from rlvr.actors import start_rollout_worker, start_verifier_worker
 from rlvr.cluster import ensure_ray
+from rlvr.config import VerifierConfig
 from rlvr.data.schema import PromptRow
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.sampler import Sampler, SamplingSettings
 from rlvr.seeds import derive_seed, prompt_seeds
 from rlvr.tokenizer import load_tokenizer
-from rollout.worker import RolloutWorker
-from verifiers.ray_worker import VerifierWorker
 
 
 class RayModel:
@@ -33,10 +33,10 @@ class RayModel:
             torch.manual_seed(derive_seed(seed, "init"))
             model = Megrez2ForCausalLM(Megrez2Config.preset(d.preset))
         tokenizer = load_tokenizer(d.model)
-        self.worker = RolloutWorker.options(num_cpus=1).remote(
+        self.worker = start_rollout_worker(
             d.engine, model.config, model.state_dict(), tokenizer.eos_token_id, tokenizer.pad_token_id
         )
-        self.verifier = VerifierWorker.options(num_cpus=1).remote(verifier="math", num_workers=1)
+        self.verifier = start_verifier_worker(VerifierConfig(workers=1))
         self.sampler = Sampler(tokenizer, self._generate, self._verify)
         self.k, self.max_new_tokens, self.seed = d.k, d.max_new_tokens, seed
         self.calls = 0
