@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rlvr.config import RecipeConfig, RecipeError, load_recipe
+from rlvr.config import PromptConfig, RecipeConfig, RecipeError, load_recipe
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -81,7 +81,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.is_dir():  # a checkpoint folder
         checkpoint, verifier, max_new, engine = target, args.verifier, args.max_new_tokens, args.engine
-    else:  # a recipe: its model (after SFT, if the run has one), verifier and engine
+        prompt = PromptConfig()
+    else:  # a recipe: its model (after SFT, if the run has one), verifier, engine and prompt format
         config = load_recipe(target, args.overrides)
         from rlvr.sft import sft_dir
 
@@ -89,13 +90,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         verifier = args.verifier or config.verifier.name
         max_new = args.max_new_tokens or config.rollout.max_new_tokens
         engine = args.engine or config.rollout.engine
+        prompt = config.data.prompt
+    prompt = _prompt_flags(prompt, args)
     if not (checkpoint / "config.json").exists():
         raise RecipeError(f"no checkpoint at {checkpoint} (config.json missing): give a checkpoint folder")
     try:
         rows = load_prompts([args.data], "--data")
     except (ValueError, FileNotFoundError) as exc:
         raise RecipeError(str(exc)) from None
-    with local_sampler(checkpoint, engine or "vllm", verifier or "math") as sampler:
+    with local_sampler(checkpoint, engine or "vllm", verifier or "math", prompt=prompt) as sampler:
         seeds = prompt_seeds(args.seed, "eval", 0, len(rows))
         result = evaluate(rows, sampler, args.k, max_new or 256, seeds)
     result.update(checkpoint=str(checkpoint), data=str(args.data))
@@ -103,6 +106,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out:
         write_result(result, Path(args.out))
     return 0
+
+
+def _prompt_flags(prompt: PromptConfig, args: argparse.Namespace) -> PromptConfig:
+    """The prompt format with `rlvr eval`'s --template / --system-prompt / --instruction applied."""
+    flags = {"template": args.template, "system_prompt": args.system_prompt, "instruction": args.instruction}
+    return prompt.model_copy(update={k: v for k, v in flags.items() if v is not None})
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
@@ -195,6 +204,13 @@ def _add_eval_command(commands: Any) -> None:
         "--verifier", help="verifier for rows that name none; default the recipe's, else math"
     )
     evaluate.add_argument("--max-new-tokens", type=int, help="response cap; default the recipe's, else 256")
+    evaluate.add_argument(
+        "--template",
+        choices=["raw", "chat"],
+        help="prompt format; default the recipe's data.prompt, else raw",
+    )
+    evaluate.add_argument("--system-prompt", help="chat template: a system turn before each prompt")
+    evaluate.add_argument("--instruction", help="appended to every prompt on a new line")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="append the result as a JSON line to this file")
     evaluate.set_defaults(func=cmd_eval)

@@ -112,6 +112,25 @@ class ModelConfig(Section):
         return self
 
 
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+class PromptConfig(Section):
+    template: Literal["raw", "chat"] = Field(
+        "raw",
+        description="chat: the tokenizer's chat template (user turn, generation prompt); raw: the text as is",
+    )
+    system_prompt: str | None = Field(None, description="chat template only: a system turn before the prompt")
+    instruction: str | None = Field(
+        None,
+        description="appended to every prompt on a new line (for math: 'Please reason step by step, and put "
+        "your final answer within \\boxed{}.')",
+    )
+    instructions: dict[str, str] = Field(
+        {}, description="per source: the instruction for rows of that source, instead of `instruction`"
+    )
+
+
 class DataConfig(Section):
     train_files: list[str] = Field(
         min_length=1, description="prompt sets (the builder's schema), public files as published, or task://"
@@ -125,6 +144,9 @@ class DataConfig(Section):
         description="prompts longer than this (in tokens, as the engine sees them) are counted and skipped",
     )
     shuffle: bool = Field(True, description="shuffle prompts each epoch (seeded by run.seed)")
+    prompt: PromptConfig = Field(
+        PromptConfig(), description="how a row becomes the text the model sees (training, eval, SFT)"
+    )
 
 
 class VerifierConfig(Section):

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rlvr.config import PromptConfig
 from rlvr.data.schema import PromptRow
-from rlvr.sampler import Sampler, SamplingSettings
+from rlvr.sampler import PromptFormat, Sampler, SamplingSettings
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -90,6 +91,7 @@ def local_sampler(
     verifier: str = "math",
     verifier_workers: int = 1,
     verifier_options: Mapping[str, Any] | None = None,
+    prompt: PromptConfig | None = None,
 ) -> Iterator[Sampler]:
     """A `Sampler` in this process for `rlvr eval`: the checkpoint in a rollout engine (vLLM in-process or
     the torch engine) and a `VerifierRouter` (rows' own verifiers, `verifier` for rows naming none)."""
@@ -100,9 +102,9 @@ def local_sampler(
 
     tokenizer = load_tokenizer(checkpoint)
     model = Megrez2ForCausalLM.from_pretrained(checkpoint)
-    rollout = build_engine(
-        engine, model.config, model.state_dict(), tokenizer.eos_token_id, tokenizer.pad_token_id
-    )
+    stops, pad = tokenizer.stop_token_ids, tokenizer.pad_token_id
+    rollout = build_engine(engine, model.config, model.state_dict(), stops, pad)
     del model
+    prompt_format = PromptFormat(tokenizer, prompt)
     with VerifierRouter(verifier, verifier_workers, default_kwargs=verifier_options) as router:
-        yield Sampler(tokenizer, rollout.generate, router.verify_batch, default_verifier=verifier)
+        yield Sampler(prompt_format, rollout.generate, router.verify_batch, default_verifier=verifier)

@@ -55,9 +55,8 @@ class EvalHook(Hook):
     def __init__(self, trainer: Trainer) -> None:
         super().__init__(trainer)
         files = trainer.recipe.data.eval_files
-        self.rows = (
-            load_prompts(files, "data.eval_files") if files and trainer.recipe.trainer.eval_every else []
-        )
+        on = files and trainer.recipe.trainer.eval_every
+        self.rows = trainer.fit(load_prompts(files, "data.eval_files"), "data.eval_files") if on else []
 
     def before_training(self, start_step: int) -> None:
         if start_step == 0:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from rlvr.config import PromptConfig
 from rlvr.data.schema import PromptRow
 from rollout.types import Rollout
 from verifiers.base import Result
@@ -32,13 +33,33 @@ class Tokenizer(Protocol):
 
 
 class PromptFormat:
-    """How a prompt row becomes the token ids the engine sees (the one place this happens)."""
+    """How a prompt row becomes the token ids the engine sees: the one place this happens, so training, SFT,
+    `rlvr eval` and the builder's difficulty stage see the same text.
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tokenizer = tokenizer
+    text = row.prompt, then the instruction (the row's source's, else `instruction`) on a new line; with
+    `template: chat` it is the user turn of the tokenizer's chat template (after `system_prompt`, if any),
+    ending with the generation prompt. ValueError when `chat` is asked of a tokenizer without a template."""
+
+    def __init__(self, tokenizer: Tokenizer, config: PromptConfig | None = None) -> None:
+        self.tokenizer, self.config = tokenizer, config or PromptConfig()
+        if self.config.template == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "data.prompt.template is 'chat' but the tokenizer has no chat template: use template 'raw' "
+                "or a tokenizer folder whose tokenizer_config.json has one"
+            )
+
+    def text(self, row: PromptRow) -> str:
+        """The prompt with its instruction (before any chat template)."""
+        instruction = self.config.instructions.get(row.source, self.config.instruction)
+        return f"{row.prompt}\n{instruction}" if instruction else row.prompt
 
     def ids(self, row: PromptRow) -> list[int]:
-        return self.tokenizer.encode(row.prompt)
+        if self.config.template == "raw":
+            return self.tokenizer.encode(self.text(row))
+        turns = [{"role": "user", "content": self.text(row)}]
+        if self.config.system_prompt:
+            turns.insert(0, {"role": "system", "content": self.config.system_prompt})
+        return self.tokenizer.chat_ids(turns)  # type: ignore[attr-defined]
 
 
 @dataclass

@@ -60,7 +60,7 @@ def run_sft(recipe: RecipeConfig, log: bool = True) -> Path:
     out = sft_dir(recipe)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.path)
-    prompt_format = PromptFormat(tokenizer)
+    prompt_format = PromptFormat(tokenizer, recipe.data.prompt)
     examples = [example(prompt_format, tokenizer, row) for row in load_prompts([cfg.data], "sft.data")]
     rng = random.Random(derive_seed(recipe.run.seed, "sft"))
     metrics_path = out / "metrics.jsonl"

@@ -17,6 +17,7 @@ SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 class Tokenizer(Protocol):
     pad_token_id: int
     eos_token_id: int
+    stop_token_ids: list[int]  # generation stops at any of these (EOS first)
 
     def encode(self, text: str, add_bos: bool = True) -> list[int]: ...
 
@@ -26,11 +27,14 @@ class Tokenizer(Protocol):
 class CharTokenizer:
     """One id per printable ASCII character; anything else maps to <unk>. Prompts start with <bos>."""
 
+    chat_template = None
+
     def __init__(self, alphabet: str = string.printable[:95] + "\n") -> None:
         self.alphabet = alphabet
         self.vocab = list(SPECIALS) + list(dict.fromkeys(alphabet))
         self.index = {token: i for i, token in enumerate(self.vocab)}
         self.pad_token_id, self.bos_token_id, self.eos_token_id, self.unk_token_id = range(len(SPECIALS))
+        self.stop_token_ids = [self.eos_token_id]
 
     @property
     def vocab_size(self) -> int:
@@ -50,8 +54,13 @@ class CharTokenizer:
         )
 
 
+# Tokens that end an assistant turn in common chat templates (ChatML, Llama 3, Phi, Gemma): generation stops
+# at any of them that the vocabulary holds, as well as at EOS.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
 class HFTokenizer:
-    """A Hugging Face tokenizer loaded from a local folder (never from the hub)."""
+    """A Hugging Face tokenizer loaded from a local folder (never from the hub), with its chat template."""
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoTokenizer
@@ -61,6 +70,17 @@ class HFTokenizer:
         self.pad_token_id = int(
             self.inner.pad_token_id if self.inner.pad_token_id is not None else self.eos_token_id
         )
+        self.chat_template: str | None = self.inner.chat_template
+        vocab = self.inner.get_vocab()
+        added = self.inner.added_tokens_decoder.values()
+        special = {t.content for t in added if t.special} | set(self.inner.all_special_tokens)
+        ends = [vocab[t] for t in END_OF_TURN if t in vocab and t in special]
+        self.stop_token_ids = list(dict.fromkeys([self.eos_token_id, *ends]))  # EOS first, no repeats
+
+    def chat_ids(self, turns: list[dict[str, str]]) -> list[int]:
+        """Token ids of `turns` through the chat template, ending with the assistant's generation prompt."""
+        ids = self.inner.apply_chat_template(turns, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # a BatchEncoding in transformers 5
 
     def encode(self, text: str, add_bos: bool = True) -> list[int]:
         return list(self.inner.encode(text, add_special_tokens=add_bos))

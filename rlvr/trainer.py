@@ -98,10 +98,10 @@ class Trainer:
         if recipe.sft.steps > 0 and recipe.model.path is None:
             recipe.model.path = str(warm_start(recipe))
         self.tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.path)
-        self.format = PromptFormat(self.tokenizer)
+        self.format = PromptFormat(self.tokenizer, recipe.data.prompt)
         self.prompts = PromptStream(self._train_rows(), recipe.run.seed, recipe.data.shuffle)
         self.actors = TrainingActors(
-            recipe, model_config_for(recipe), self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+            recipe, model_config_for(recipe), self.tokenizer.stop_token_ids, self.tokenizer.pad_token_id
         )
         v = recipe.verifier
         self.sampler = Sampler(self.format, self.actors.generate, self.actors.verify, v.name, v.reward_wrong)
@@ -170,13 +170,24 @@ class Trainer:
             ray.shutdown()
 
     def _train_rows(self) -> list[PromptRow]:
-        rows = load_prompts(self.recipe.data.train_files)
+        rows = self.fit(load_prompts(self.recipe.data.train_files), "data.train_files")
+        if not rows:
+            raise ValueError(
+                f"every prompt is longer than data.max_prompt_tokens={self.recipe.data.max_prompt_tokens}"
+            )
+        return rows
+
+    def fit(self, rows: list[PromptRow], what: str) -> list[PromptRow]:
+        """The rows whose prompt, as the engine sees it, fits `data.max_prompt_tokens`; the rest are counted,
+        reported on the console and in `<run>/prompts.json`."""
         limit = self.recipe.data.max_prompt_tokens
         kept = [r for r in rows if len(self.format.ids(r)) <= limit]
-        if len(kept) < len(rows):
-            print(f"skipping {len(rows) - len(kept)} of {len(rows)} prompts longer than {limit} tokens")
-        if not kept:
-            raise ValueError(f"every prompt is longer than data.max_prompt_tokens={limit}")
+        report = {"rows": len(rows), "kept": len(kept), "too_long": len(rows) - len(kept), "limit": limit}
+        if kept != rows:
+            print(f"{what}: skipping {report['too_long']} of {len(rows)} prompts longer than {limit} tokens")
+        path = self.run_dir / "prompts.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**summary, what: report}, indent=1))
         return kept
 
     def _resume(self) -> None:

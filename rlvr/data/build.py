@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import RecipeError, Section
+from rlvr.config import PromptConfig, RecipeError, Section
 from rlvr.data import dedup, difficulty
 from rlvr.data.card import write_outputs
 from rlvr.data.filters import filter_verifiable, to_open_ended
@@ -61,6 +61,9 @@ class DifficultyConfig(Section):
     model: str | None = Field(None, description="checkpoint folder of the current model")
     preset: Literal["tiny", "small"] | None = Field(None, description="random-weight preset (tests, CPU)")
     engine: Literal["vllm", "torch"] = Field("vllm", description="rollout engine")
+    prompt: PromptConfig = Field(
+        PromptConfig(), description="how a row becomes the model's text: the training recipe's data.prompt"
+    )
     k: int = Field(8, ge=1, description="attempts per prompt at temperature 1.0")
     max_new_tokens: int = Field(512, ge=1, description="response cap")
     chunk_size: int = Field(256, ge=1, description="rows per checkpointed chunk")

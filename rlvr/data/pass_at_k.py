@@ -14,7 +14,7 @@ from rlvr.cluster import ensure_ray
 from rlvr.config import VerifierConfig
 from rlvr.data.schema import PromptRow
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
-from rlvr.sampler import Sampler, SamplingSettings
+from rlvr.sampler import PromptFormat, Sampler, SamplingSettings
 from rlvr.seeds import derive_seed, prompt_seeds
 from rlvr.tokenizer import load_tokenizer
 
@@ -34,10 +34,13 @@ class RayModel:
             model = Megrez2ForCausalLM(Megrez2Config.preset(d.preset))
         tokenizer = load_tokenizer(d.model)
         self.worker = start_rollout_worker(
-            d.engine, model.config, model.state_dict(), tokenizer.eos_token_id, tokenizer.pad_token_id
+            d.engine, model.config, model.state_dict(), tokenizer.stop_token_ids, tokenizer.pad_token_id
         )
         self.verifier = start_verifier_worker(VerifierConfig(workers=1))
-        self.sampler = Sampler(tokenizer, self._generate, self._verify)
+        # pass@k sees the prompts as training will; synthesis prompts carry their own instructions
+        self.sampler = Sampler(PromptFormat(tokenizer, d.prompt), self._generate, self._verify)
+        plain = d.prompt.model_copy(update={"instruction": None, "instructions": {}})
+        self.writer = Sampler(PromptFormat(tokenizer, plain), self._generate, self._verify)
         self.k, self.max_new_tokens, self.seed = d.k, d.max_new_tokens, seed
         self.calls = 0
 
@@ -54,10 +57,10 @@ class RayModel:
     def sample(self, texts: list[str], n: int) -> list[list[str]]:
         rows = [PromptRow(id=str(i), prompt=t, answer="") for i, t in enumerate(texts)]
         settings = SamplingSettings(n, self.max_new_tokens)
-        rollouts = self.sampler.generate(rows, settings, self._seeds("synthesis", len(rows)))
+        rollouts = self.writer.generate(rows, settings, self._seeds("synthesis", len(rows)))
         out: list[list[str]] = [[] for _ in texts]
         for r in rollouts:
-            out[r.prompt_index].append(self.sampler.tokenizer.decode(r.response_ids))
+            out[r.prompt_index].append(self.writer.tokenizer.decode(r.response_ids))
         return out
 
     def solve(self, rows: list[PromptRow]) -> list[int]:
