@@ -130,6 +130,12 @@ class PromptConfig(Section):
         {}, description="per source: the instruction for rows of that source, instead of `instruction`"
     )
 
+    @model_validator(mode="after")
+    def _system_needs_chat(self) -> PromptConfig:
+        if self.system_prompt and self.template != "chat":
+            raise ValueError("system_prompt needs template: chat (a raw prompt has no system turn)")
+        return self
+
 
 class DataConfig(Section):
     train_files: list[str] = Field(

@@ -54,12 +54,11 @@ class PromptFormat:
         return f"{row.prompt}\n{instruction}" if instruction else row.prompt
 
     def ids(self, row: PromptRow) -> list[int]:
-        if self.config.template == "raw":
-            return self.tokenizer.encode(self.text(row))
-        turns = [{"role": "user", "content": self.text(row)}]
-        if self.config.system_prompt:
-            turns.insert(0, {"role": "system", "content": self.config.system_prompt})
-        return self.tokenizer.chat_ids(turns)  # type: ignore[attr-defined]
+        text, system = self.text(row), self.config.system_prompt
+        if self.config.template == "raw":  # (a system prompt without the chat template is refused at load)
+            return self.tokenizer.encode(text)
+        turns = [{"role": "system", "content": system}] if system else []
+        return self.tokenizer.chat_ids([*turns, {"role": "user", "content": text}])  # type: ignore[attr-defined]
 
 
 @dataclass
