@@ -123,6 +123,17 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from rlvr.show import render
+
+    try:
+        print(render(args.run_dir, args.step))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlvr.plot import plot_run
 
@@ -226,6 +237,11 @@ def _add_tool_commands(commands: Any) -> None:
     verify.add_argument("--timeout", type=float, help="run in a VerifierPool worker with this soft limit (s)")
     verify.add_argument("--json", action="store_true", help="print the Result as JSON")
     verify.set_defaults(func=cmd_verify)
+
+    show = commands.add_parser("show", help="print a step's sample dump: prompts, responses, rewards")
+    show.add_argument("run_dir", help="run directory (its samples/ folder)")
+    show.add_argument("--step", type=int, help="the step; default the newest dump")
+    show.set_defaults(func=cmd_show)
 
     plot = commands.add_parser("plot", help="write PNG curves of a run's metrics into RUN_DIR/plots")
     plot.add_argument("run_dir", help="run directory holding metrics.jsonl (and eval*.json)")
