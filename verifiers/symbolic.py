@@ -2,8 +2,9 @@
 
 LaTeX is read into unevaluated sympy trees by a small reader for common arithmetic (`latex_fast`) or else
 by a grammar-based parser (latex2sympy2_extended's ANTLR grammar); no `eval`, `sympify` or `parse_expr`
-ever sees the text. Before anything is evaluated, `check_size` bounds
-every exponent, factorial and binomial, so `10^{10^{10}}` is refused instead of allocating memory forever.
+ever sees the text. Before anything is evaluated, `check_size` bounds the digits of the whole tree (a bound
+propagated through sums, products, powers and factorials), so `10^{10^{10}}` and `((10^{9999})^{9999})^{9999}`
+are refused instead of allocating memory forever.
 
 Comparison is exact where it can be: numbers without free symbols are compared as exact rationals when both
 are rational (so `1/2004!` and `1/2006!` differ), otherwise at 60 significant digits with a relative
@@ -26,7 +27,7 @@ from verifiers.latex_fast import Unsupported, parse_simple
 
 MAX_SYMBOLIC_CHARS = 400
 MAX_NODES = 400
-MAX_EXPONENT = 10_000.0
+MAX_DIGITS = 30_000.0  # `10^{9999}`, `2^{10000}` and `1000!` are fine; `((10^{9999})^{9999})^{9999}` is not
 MAX_FACTORIAL = 5_000.0
 _PRECISION = 60
 _TOLERANCE = sympy.Float("1e-40", _PRECISION)
@@ -86,16 +87,41 @@ def _bound(expr: sympy.Basic) -> float:
         return math.inf
 
 
+def _digits(expr: sympy.Basic) -> float:
+    """An upper bound on the digits that evaluating `expr` exactly can need, propagated through the tree.
+
+    Sums and products add their operands' digits, a power multiplies its base's digits by a bound on its
+    exponent, `n!` needs about n·log10(n). Bounding each node alone is not enough: every exponent of
+    `((10^{9999})^{9999})^{9999}` is small, the number has 4·10^11 digits.
+    """
+    if isinstance(expr, sympy.Symbol) or not expr.args:
+        if expr.is_Rational:
+            return float(len(str(abs(expr.p))) + len(str(expr.q)))
+        return 1.0
+    if isinstance(expr, sympy.Pow):
+        exponent = _bound(expr.exp)
+        return math.inf if math.isinf(exponent) else _digits(expr.base) * max(exponent, 1.0)
+    counting = isinstance(expr, (sympy.factorial, sympy.binomial, sympy.factorial2, sympy.gamma))
+    if counting:
+        n = max((_bound(arg) for arg in expr.args), default=1.0)
+        if n > MAX_FACTORIAL:
+            return math.inf
+        return n * math.log10(max(n, 2.0)) + sum(_digits(arg) for arg in expr.args)
+    return sum(_digits(arg) for arg in expr.args) + 1.0
+
+
 def check_size(expr: sympy.Basic) -> None:
-    """Refuse trees that are too big to evaluate: huge exponents, factorials, binomials, or too many nodes."""
-    for nodes, node in enumerate(sympy.preorder_traversal(expr), start=1):
+    """Refuse trees too big to evaluate: more than MAX_NODES nodes, or an exact value with more than
+    MAX_DIGITS digits anywhere in the tree (huge exponents, towers, nested powers, factorials, binomials)."""
+    for nodes, _ in enumerate(sympy.preorder_traversal(expr), start=1):
         if nodes > MAX_NODES:
             raise UnsafeExpression(f"answer has more than {MAX_NODES} terms")
-        if isinstance(node, sympy.Pow) and _bound(node.exp) > MAX_EXPONENT:
-            raise UnsafeExpression("exponent too large to evaluate")
-        counting = isinstance(node, (sympy.factorial, sympy.binomial, sympy.factorial2, sympy.gamma))
-        if counting and any(_bound(arg) > MAX_FACTORIAL for arg in node.args):
-            raise UnsafeExpression("factorial too large to evaluate")
+    try:
+        digits = _digits(expr)
+    except (RecursionError, OverflowError, ValueError, TypeError, AttributeError):
+        digits = math.inf
+    if digits > MAX_DIGITS:
+        raise UnsafeExpression("answer too large to evaluate exactly")
 
 
 def _numeric_equal(a: sympy.Basic, b: sympy.Basic) -> bool:
