@@ -67,14 +67,16 @@ def _compare_one(answer: str, gold: str) -> Verdict:
     # `x = 3` matches `3`, but `y = 2x + 1` stays an equation when the gold is one too.
     mine = normalize_answer(answer, drop_variable=not _is_relation(gold))
     theirs = normalize_answer(gold, drop_variable=not _is_relation(answer))
-    if mine == theirs and bool(_LIST_COMMA.search(answer)) == bool(_LIST_COMMA.search(gold)):
+    if mine == theirs:
         return Verdict("ok", True)
+    if mine.lstrip("-") == theirs.lstrip("-"):
+        return Verdict("wrong", True)  # the same text but for a leading minus sign
     if BASE_NUMBER.match(mine) or BASE_NUMBER.match(theirs):
         return Verdict("wrong", True)  # `1101_2` and `1101_3` are different numbers; the base is part of it
     if ":" in mine or ":" in theirs:
         return Verdict("wrong", False)  # times and ratios (`9:24`, `4:51 p.m.`) compare as written
-    lists = _LIST_COMMA.search(answer) or _LIST_COMMA.search(gold)
-    mine_value, gold_value = (None, None) if lists else (to_fraction(mine), to_fraction(theirs))
+    listed = _LIST_COMMA.search(answer) or _LIST_COMMA.search(gold)
+    mine_value, gold_value = (None, None) if listed else (to_fraction(mine), to_fraction(theirs))
     if mine_value is not None and gold_value is not None:
         return Verdict("ok" if _numbers_equal(answer, gold, mine_value, gold_value) else "wrong", True)
     return _compare_parsed(mine, theirs)
@@ -169,20 +171,21 @@ def _lists_equal(answer: str, gold: str) -> bool:
         return False
     my_names, my_values = _item_values(mine)
     gold_names, gold_values = _item_values(theirs)
-    if all(my_names) and all(gold_names):
-        if sorted(map(str, my_names)) != sorted(map(str, gold_names)) or len(set(gold_names)) != len(
-            gold_names
-        ):
-            return _match_unordered(mine, theirs)
-        by_name = dict(zip(gold_names, gold_values, strict=True))
-        return all(
-            _compare_one(value, by_name[name]).status == "ok"
-            for name, value in zip(my_names, my_values, strict=True)
-        )
+    named_mine, named_gold = _names(my_names), _names(gold_names)
+    if named_mine and named_gold and sorted(named_mine) != sorted(named_gold):
+        return _match_unordered(mine, theirs)  # `-x = 1` is not `x = 1`: names that differ are compared
+    if all(my_names) and all(gold_names) and len(set(named_gold)) == len(named_gold):
+        by_name = dict(zip(named_gold, gold_values, strict=True))
+        pairs = zip(named_mine, my_values, strict=True)
+        return all(_compare_one(value, by_name[name]).status == "ok" for name, value in pairs)
     ordered = all(gold_names) and len(set(gold_names)) == len(gold_names) and not any(my_names)
     if ordered:
         return all(_compare_one(a, b).status == "ok" for a, b in zip(my_values, gold_values, strict=True))
     return _match_unordered(my_values if not all(my_names) else mine, gold_values)
+
+
+def _names(names: list[str | None]) -> list[str]:
+    return [name.replace(" ", "") for name in names if name]
 
 
 def _match_unordered(mine: list[str], theirs: list[str]) -> bool:

@@ -32,6 +32,7 @@ MAX_FACTORIAL = 5_000.0
 _PRECISION = 60
 _TOLERANCE = sympy.Float("1e-40", _PRECISION)
 _POINTS = (sympy.Rational(7, 5), sympy.Rational(23, 10), sympy.Rational(31, 7), sympy.Rational(11, 3))
+_STEPS = (sympy.floor, sympy.ceiling, sympy.frac, sympy.Mod, sympy.sign, sympy.Piecewise)
 _DECIMAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
 _CONVERSION = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
 
@@ -138,10 +139,12 @@ def _numeric_equal(a: sympy.Basic, b: sympy.Basic) -> bool:
     return bool(difference <= _TOLERANCE * max(abs(x), abs(y), sympy.Float(1e-300)))
 
 
-def _at_points(expr: sympy.Basic, symbols: list[sympy.Symbol], shift: int) -> list[sympy.Basic]:
+def _at_points(
+    expr: sympy.Basic, symbols: list[sympy.Symbol], shift: int, offset: int = 0
+) -> list[sympy.Basic]:
     values = []
     for k in range(len(_POINTS)):
-        point = {s: _POINTS[(k + i + shift) % len(_POINTS)] + i for i, s in enumerate(symbols)}
+        point = {s: _POINTS[(k + i + shift) % len(_POINTS)] * (1 + offset) + i for i, s in enumerate(symbols)}
         values.append(expr.xreplace(point))
     return values
 
@@ -152,11 +155,12 @@ def _expressions_equal(a: sympy.Basic, b: sympy.Basic) -> bool:
         return _numeric_equal(a, b)
     if a == b:
         return True
-    agree = [
-        _numeric_equal(x, y)
-        for x, y in zip(_at_points(a, symbols, 0), _at_points(b, symbols, 0), strict=True)
-    ]
-    return all(agree)
+    shifts = (0,) if not (a.has(*_STEPS) or b.has(*_STEPS)) else (0, 17, 101)
+    for shift in shifts:  # steps (floor, mod, ...) can agree at a few points: more, and far apart
+        a_points, b_points = _at_points(a, symbols, 0, shift), _at_points(b, symbols, 0, shift)
+        if not all(_numeric_equal(x, y) for x, y in zip(a_points, b_points, strict=True)):
+            return False
+    return True
 
 
 def _equations_equal(a: sympy.Eq, b: sympy.Eq) -> bool:
