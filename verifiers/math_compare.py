@@ -16,6 +16,8 @@ import re
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import sympy
+
 from verifiers.answers import equation_sides, groups, is_name, named_value, relation_interval, split_items
 from verifiers.base import Status
 from verifiers.extract import answer_is, final_boxes
@@ -98,10 +100,28 @@ def _compare_parsed(mine: str, theirs: str) -> Verdict:
         same = equivalent(mine_tree, gold_tree)
     except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError):
         return Verdict("wrong", False)  # comparisons sympy cannot decide count as different
-    if same:
-        return Verdict("ok", True)
-    numbers = not mine_tree.free_symbols and not gold_tree.free_symbols
-    return Verdict("wrong", bool(numbers and mine_tree.is_number and gold_tree.is_number))
+    return Verdict("ok", True) if same else Verdict("wrong", _settled(mine_tree, gold_tree))
+
+
+def _kind(tree: Any) -> str:
+    if isinstance(tree, sympy.MatrixBase):
+        return "matrix"
+    if isinstance(tree, sympy.core.relational.Relational):
+        return "relation"
+    if isinstance(tree, sympy.Expr):
+        return "number" if not tree.free_symbols else "expression"
+    return type(tree).__name__
+
+
+def _settled(mine: Any, gold: Any) -> bool:
+    """Whether "different" is final: the same kind of object over the same symbols (`2x+1` against `2x+2`,
+    `(4, \\frac{\\pi}{12})` against `(4, \\frac{\\pi}{13})`), or a number against a tuple, set or interval.
+    A unit or a word read as letters (`15cm^2`), a relation against an interval or a set against a tuple is
+    not settled: the other readings and math-verify still look at it."""
+    kinds = {_kind(mine), _kind(gold)}
+    if len(kinds) == 1:
+        return getattr(mine, "free_symbols", None) == getattr(gold, "free_symbols", None)
+    return "number" in kinds and bool(kinds & {"Tuple", "Interval", "Union", "FiniteSet", "matrix"})
 
 
 def clean_gold(reference: str) -> str:
@@ -153,8 +173,9 @@ def _value_readings(answer: str, gold: str) -> list[tuple[str, str]]:
         readings.append((answer_sides[-1], gold))
     if len(gold_sides) > 1 and len(answer_sides) == 1 and gold_sides[-1] and is_name(gold_sides[-2]):
         readings.append((answer, gold_sides[-1]))
-    if len(answer_sides) > 2 and len(gold_sides) == 2:  # `z = 3+3 = 6` against `z = 6`
-        readings.append((f"{answer_sides[0]} = {answer_sides[-1]}", gold))
+    if len(answer_sides) >= 2 and len(gold_sides) >= 2 and len(answer_sides) + len(gold_sides) > 4:
+        first_last = (f"{answer_sides[0]} = {answer_sides[-1]}", f"{gold_sides[0]} = {gold_sides[-1]}")
+        readings.append(first_last)  # `z = 3+3 = 6` against `z = 6`: the chain's ends
     return readings
 
 

@@ -163,23 +163,49 @@ def _expressions_equal(a: sympy.Basic, b: sympy.Basic) -> bool:
     return True
 
 
-def _equations_equal(a: sympy.Eq, b: sympy.Eq) -> bool:
-    """`y = 2x + 1` equals `2x - y + 1 = 0`: one's lhs − rhs is a non-zero multiple of the other's."""
-    if a.lhs == b.lhs and isinstance(a.lhs, sympy.Symbol):
-        return equivalent(a.rhs, b.rhs)
-    f, g = a.lhs - a.rhs, b.lhs - b.rhs
+def _constant_ratio(f: sympy.Basic, g: sympy.Basic) -> sympy.Basic | None:
+    """c when f = c·g for a non-zero constant c (agreeing at several points), else None."""
     symbols = sorted(f.free_symbols | g.free_symbols, key=str)
     if not symbols:
-        return False
+        return None
     ratios = []
     for x, y in zip(_at_points(f, symbols, 1), _at_points(g, symbols, 1), strict=True):
         x, y = sympy.N(x.doit(), _PRECISION), sympy.N(y.doit(), _PRECISION)
         if y == 0 or not y.is_number:
             if x != 0:
-                return False
+                return None
             continue
         ratios.append(x / y)
-    return bool(ratios) and ratios[0] != 0 and all(_numeric_equal(r, ratios[0]) for r in ratios[1:])
+    if not ratios or ratios[0] == 0 or not all(_numeric_equal(r, ratios[0]) for r in ratios[1:]):
+        return None
+    return ratios[0]
+
+
+def _equations_equal(a: sympy.Eq, b: sympy.Eq) -> bool:
+    """`y = 2x + 1` equals `2x - y + 1 = 0`: one's lhs − rhs is a non-zero multiple of the other's."""
+    if a.lhs == b.lhs and isinstance(a.lhs, sympy.Symbol):
+        return equivalent(a.rhs, b.rhs)
+    return _constant_ratio(a.lhs - a.rhs, b.lhs - b.rhs) is not None
+
+
+def _as_below_zero(relation: sympy.Basic) -> tuple[sympy.Basic, bool]:
+    """`l < r` → (l − r, strict), `l >= r` → (r − l, not strict): every inequality as f < 0 or f <= 0."""
+    op = relation.rel_op
+    difference = relation.lhs - relation.rhs if op in ("<", "<=") else relation.rhs - relation.lhs
+    return difference, op in ("<", ">")
+
+
+def _inequalities_equal(a: sympy.Basic, b: sympy.Basic) -> bool:
+    """`x < 1` equals `-x > -1` and `1 > x`: the same strictness and f = c·g with c > 0."""
+    if a.rel_op in ("!=", "==") or b.rel_op in ("!=", "=="):
+        return a.rel_op == b.rel_op and _constant_ratio(a.lhs - a.rhs, b.lhs - b.rhs) is not None
+    (f, strict_f), (g, strict_g) = _as_below_zero(a), _as_below_zero(b)
+    if strict_f != strict_g:
+        return False
+    if f.free_symbols == g.free_symbols and len(f.free_symbols) <= 1 and equivalent(f, g):
+        return True
+    ratio = _constant_ratio(f, g)
+    return ratio is not None and bool(ratio > 0)
 
 
 def _elements_equal(xs: list[sympy.Basic], ys: list[sympy.Basic], ordered: bool) -> bool:
@@ -219,11 +245,10 @@ def equivalent(a: sympy.Basic, b: sympy.Basic) -> bool:
         if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
             return False
         return _elements_equal(list(a), list(b), ordered=True)
-    relational = sympy.core.relational.Relational
-    if isinstance(a, relational) and isinstance(b, relational) and not isinstance(a, sympy.Eq):
-        b = b if type(a) is type(b) else b.reversed  # `x > 3` is `3 < x`
-    if type(a) is not type(b) and not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
+    if _family(a) != _family(b):
         return False
+    if isinstance(a, sympy.core.relational.Relational) and not isinstance(a, sympy.Eq):
+        return _inequalities_equal(a, b)
     if isinstance(a, sympy.Eq):
         return _equations_equal(a, b)
     if isinstance(a, sympy.FiniteSet):
@@ -237,6 +262,20 @@ def equivalent(a: sympy.Basic, b: sympy.Basic) -> bool:
         return _elements_equal(list(a.args), list(b.args), ordered=True)
     if isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr):
         return _expressions_equal(a, b)
-    if isinstance(a, relational):
-        return a.rel_op == b.rel_op and equivalent(a.lhs, b.lhs) and equivalent(a.rhs, b.rhs)
     return bool(a == b)
+
+
+_FAMILIES = (
+    sympy.Eq,
+    sympy.core.relational.Relational,
+    sympy.FiniteSet,
+    sympy.Union,
+    sympy.Interval,
+    sympy.Tuple,
+    sympy.Expr,
+)
+
+
+def _family(x: sympy.Basic) -> type | None:
+    """The sympy base class that decides how `x` compares (the grammar returns subclasses of its own)."""
+    return next((family for family in _FAMILIES if isinstance(x, family)), None)
