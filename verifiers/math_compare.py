@@ -150,7 +150,8 @@ def compare(answer: str, reference: str) -> Status:
     gold = clean_gold(reference)
     answer = strip_delimiters(answer)
     first = _compare_one(answer, gold)
-    if first.status == "ok" or first.final:
+    chained = len(equation_sides(answer)) > 2 or len(equation_sides(gold)) > 2  # read whole, a chain is odd
+    if first.status == "ok" or (first.final and not chained):
         return first.status
     if _other_readings_equal(answer, gold) or math_verify_equal(answer, gold):
         return "ok"
