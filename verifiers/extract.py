@@ -212,7 +212,7 @@ def _ends_sentence(text: str, i: int) -> bool:
 
 
 def _strip_answer(answer: str) -> str:
-    answer = answer.strip().strip("*").strip()
+    answer = answer.replace('\\"', '"').strip().strip("*").strip().strip('"“”').strip()
     for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if answer.startswith(opening) and answer.endswith(closing) and len(answer) >= len(opening) + 2:
             answer = answer[len(opening) : -len(closing)].strip()

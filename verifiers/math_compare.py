@@ -27,6 +27,7 @@ from verifiers.symbolic import UnsafeExpression, equivalent, parse_latex
 
 _LIST_COMMA = re.compile(r"\d,[ \t]+\d")  # `32, 349` is two numbers; `32,349` and `32,\! 349` are one
 _MAX_ITEMS = 16
+_INNER_DOLLARS = re.compile(r"(?<!\\)\$")
 _SOLUTION_CHARS = 200  # a longer gold is a worked solution, not an answer
 _IN_SET = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*\\in\s*")
 
@@ -137,7 +138,7 @@ def clean_gold(reference: str) -> str:
         gold = ", ".join(boxes)
     elif stated:
         gold = stated  # a worked solution given as the gold: its own stated answer
-    return strip_delimiters(gold)
+    return _INNER_DOLLARS.sub("", strip_delimiters(gold))  # `$a$, $b$`: one list
 
 
 def several_values(gold: str) -> bool:
@@ -148,14 +149,31 @@ def several_values(gold: str) -> bool:
 def compare(answer: str, reference: str) -> Status:
     """ok/wrong/parse_error for an extracted answer against the gold answer; see the module docstring."""
     gold = clean_gold(reference)
-    answer = strip_delimiters(answer)
+    answer = _INNER_DOLLARS.sub("", strip_delimiters(answer))
+    if _named_lists(answer, gold):  # `x=1, y=2` is an ordered, named answer; the parser reads a set
+        same = normalize_answer(answer) == normalize_answer(gold) or _lists_equal(answer, gold)
+        return "ok" if same else "wrong"
     first = _compare_one(answer, gold)
     chained = len(equation_sides(answer)) > 2 or len(equation_sides(gold)) > 2  # read whole, a chain is odd
     if first.status == "ok" or (first.final and not chained):
         return first.status
-    if _other_readings_equal(answer, gold) or math_verify_equal(answer, gold):
+    if _other_readings_equal(answer, gold):
         return "ok"
-    return first.status
+    if _both_lists(answer, gold):
+        return first.status  # lists are ours to judge: math-verify reads `2, 1` as the set of `x=1, y=2`
+    return "ok" if math_verify_equal(answer, gold) else first.status
+
+
+def _named_lists(answer: str, gold: str) -> bool:
+    mine, theirs = _as_items(answer), _as_items(gold)
+    if not len(mine) == len(theirs) >= 2:
+        return False
+    return any(_item_values(mine)[0]) or any(_item_values(theirs)[0])
+
+
+def _both_lists(answer: str, gold: str) -> bool:
+    mine, theirs = _as_items(answer), _as_items(gold)
+    return len(mine) == len(theirs) >= 2
 
 
 def _other_readings_equal(answer: str, gold: str) -> bool:
@@ -203,7 +221,9 @@ def _lists_equal(answer: str, gold: str) -> bool:
     ordered = all(gold_names) and len(set(gold_names)) == len(gold_names) and not any(my_names)
     if ordered:
         return all(_compare_one(a, b).status == "ok" for a, b in zip(my_values, gold_values, strict=True))
-    return _match_unordered(my_values if not all(my_names) else mine, gold_values)
+    if all(my_names) and all(gold_names):
+        return _match_unordered(mine, theirs)  # `x=1, x=2` against `x=2, x=1`: whole equations
+    return _match_unordered(my_values, gold_values)
 
 
 def _names(names: list[str | None]) -> list[str]:
@@ -241,6 +261,7 @@ def _as_interval(text: str) -> tuple[str | None, str] | None:
     found = relation_interval(text)
     if found is not None:
         return found
+    text = text.replace("\\left", "").replace("\\right", "")
     variable = _IN_SET.match(text)
     rest = text[variable.end() :] if variable else text
     rest = rest.strip()
