@@ -35,6 +35,7 @@ _IN_SET = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*\\in\s*")
 class Verdict(NamedTuple):
     status: Status
     final: bool  # no other reading can change it
+    settled: bool = False  # our other readings may still change it, math-verify is not asked
 
 
 @lru_cache(maxsize=8192)
@@ -101,7 +102,7 @@ def _compare_parsed(mine: str, theirs: str) -> Verdict:
         same = equivalent(mine_tree, gold_tree)
     except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError):
         return Verdict("wrong", False)  # comparisons sympy cannot decide count as different
-    return Verdict("ok", True) if same else Verdict("wrong", _settled(mine_tree, gold_tree))
+    return Verdict("ok", True) if same else Verdict("wrong", False, _settled(mine_tree, gold_tree))
 
 
 def _kind(tree: Any) -> str:
@@ -115,14 +116,32 @@ def _kind(tree: Any) -> str:
 
 
 def _settled(mine: Any, gold: Any) -> bool:
-    """Whether "different" is final: the same kind of object over the same symbols (`2x+1` against `2x+2`,
-    `(4, \\frac{\\pi}{12})` against `(4, \\frac{\\pi}{13})`), or a number against a tuple, set or interval.
-    A unit or a word read as letters (`15cm^2`), a relation against an interval or a set against a tuple is
-    not settled: the other readings and math-verify still look at it."""
+    """Whether "different" is final, so that math-verify is not asked: the same kind of object over the same
+    symbols (`2x+1` against `2x+2`), tuples and intervals of numbers (`(4, \\frac{\\pi}{12})`, `[2, 12)`), a
+    number against a container, an equation, or a polynomial (`4x^3(2x^2+7)` against `-\\frac52`).
+    Left open: a unit read as letters (`15cm^2`, a monomial), a relation against an interval, a set against
+    a tuple, differing symbols. The other readings and math-verify still look at those."""
     kinds = {_kind(mine), _kind(gold)}
     if len(kinds) == 1:
         return getattr(mine, "free_symbols", None) == getattr(gold, "free_symbols", None)
-    return "number" in kinds and bool(kinds & {"Tuple", "Interval", "Union", "FiniteSet", "matrix"})
+    containers = {"Tuple", "Interval", "Union", "FiniteSet", "matrix"}
+    if kinds <= {"Tuple", "Interval", "Union"}:
+        return not (getattr(mine, "free_symbols", True) or getattr(gold, "free_symbols", True))
+    if "number" in kinds and kinds & (containers | {"relation"}):
+        return True
+    if kinds == {"number", "expression"}:
+        expression = mine if _kind(mine) == "expression" else gold
+        return not _monomial(expression)
+    return kinds == {"expression", "Tuple"} or kinds == {"expression", "Interval"}
+
+
+def _monomial(expression: Any) -> bool:
+    """`15 c m^2`: a number times powers of symbols, how a unit reads once parsed."""
+    factors = expression.args if isinstance(expression, sympy.Mul) else (expression,)
+    return all(
+        factor.is_number or isinstance(factor, sympy.Symbol) or (factor.is_Pow and factor.base.is_Symbol)
+        for factor in factors
+    )
 
 
 def clean_gold(reference: str) -> str:
@@ -159,7 +178,7 @@ def compare(answer: str, reference: str) -> Status:
         return first.status
     if _other_readings_equal(answer, gold):
         return "ok"
-    if _both_lists(answer, gold):
+    if (first.settled and not chained) or _both_lists(answer, gold):
         return first.status  # lists are ours to judge: math-verify reads `2, 1` as the set of `x=1, y=2`
     return "ok" if math_verify_equal(answer, gold) else first.status
 
