@@ -19,11 +19,13 @@ from verifiers.extract import (
     last_boxed,
     last_number,
 )
+from verifiers.limits import TimeUp, time_limit
 from verifiers.math_compare import clean_gold, compare, several_values
 from verifiers.normalize import normalize_answer, to_fraction
 from verifiers.registry import register_verifier
 
 Check = tuple[Status, str | None, str | None]
+COMPARE_LIMIT_S = 0.8  # wall-clock bound on one comparison, where signals work (inline, pool workers)
 
 
 @register_verifier("exact")
@@ -116,7 +118,11 @@ class MathVerifier(Verifier):
             return "parse_error", None, str(exc)
         if answer is None or not answer.strip():
             return "no_answer", None, None
-        return self.compare(answer, reference), answer, None
+        try:
+            with time_limit(COMPARE_LIMIT_S):
+                return self.compare(answer, reference), answer, None
+        except TimeUp:
+            return "timeout", answer, f"comparison over {COMPARE_LIMIT_S:g}s"
 
     def compare(self, answer: str, reference: str) -> Status:
         """ok/wrong/parse_error for an extracted answer against the gold answer."""

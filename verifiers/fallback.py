@@ -18,49 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-import threading
-from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
 import sympy
 
+from verifiers.limits import TimeUp, time_limit
 from verifiers.symbolic import UnsafeExpression, check_size
 
 MAX_CHARS = 300
 TIME_LIMIT_S = 0.5
 logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call that its timeouts are off
-
-
-class _TimeUp(BaseException):
-    """Raised by our timer inside math-verify; a BaseException so that its `except Exception` lets it pass."""
-
-
-def _raise_time_up(signum: int, frame: Any) -> None:
-    raise _TimeUp
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raises _TimeUp after `seconds` of wall time, in the main thread when SIGALRM is free; else a no-op."""
-    usable = threading.current_thread() is threading.main_thread()
-    if usable:
-        previous = signal.getsignal(signal.SIGALRM)
-        usable = (
-            previous in (signal.SIG_DFL, signal.SIG_IGN, None)
-            and signal.getitimer(signal.ITIMER_REAL)[0] == 0
-        )
-    if not usable:
-        yield
-        return
-    signal.signal(signal.SIGALRM, _raise_time_up)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _guarded(parsed: list[Any]) -> list[Any]:
@@ -113,5 +81,5 @@ def math_verify_equal(answer: str, gold: str) -> bool:
             if not mine:
                 return False
             return bool(_math_verify()[0].verify(gold_parsed, mine, timeout_seconds=None))
-    except (_TimeUp, Exception):
+    except (TimeUp, Exception):
         return False

@@ -56,6 +56,8 @@ def parse_latex(text: str) -> sympy.Basic:
         raise UnsafeExpression(f"answer longer than {MAX_SYMBOLIC_CHARS} characters")
     try:
         expr = parse_simple(text)  # the common shapes, without the (slow) full grammar
+    except RecursionError:  # `((((...1...))))`: nesting deeper than anyone's answer
+        raise UnsafeExpression("answer nested too deeply") from None
     except (Unsupported, TypeError, ValueError, AttributeError):  # anything it cannot build: the grammar
         try:
             latex = _DECIMAL.sub(_decimal_as_fraction, text)
