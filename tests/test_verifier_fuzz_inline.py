@@ -1,5 +1,6 @@
 """10,000 adversarial inputs through every built-in verifier called inline (no pool), each under a wall-clock
-guard: no call may take 1 s or more, raise, or execute the response.
+guard (a hard stop at 10 s): no call may use 1 s of CPU, take 1 s of wall time (but for 0.1% of calls that a
+busy machine deschedules), raise, or execute the response.
 
 The inputs are drawn, with a fixed seed, from the kinds of failure verifiers have had: prose after a number
 (the unit pattern that once backtracked exponentially), intervals and inequalities, answer sets and many
@@ -26,6 +27,7 @@ from verifiers import STATUSES, get_verifier
 N_INPUTS = 10_000
 LIMIT_S = 1.0
 HARD_STOP_S = 10.0
+MAX_LATE_FRACTION = 0.001  # calls under 1 s of CPU but over 1 s of wall time (descheduled on a busy machine)
 WORDS = (
     "dollars",
     "is",
@@ -139,11 +141,11 @@ def inputs(sentinel: Path) -> list[str]:
 @pytest.mark.slow
 def test_ten_thousand_adversarial_inputs_inline(tmp_path: Path) -> None:
     sentinel = tmp_path / "SENTINEL"
-    slow, raised, seen = [], [], 0
+    slow, late, raised, calls = [], [], [], 0
     for i, text in enumerate(inputs(sentinel)):
         for name, verifier in VERIFIERS.items():
             reference = REFERENCES[name][i % len(REFERENCES[name])]
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.thread_time()
             try:
                 with _hard_stop(HARD_STOP_S):
                     result = verifier.verify(text, reference)
@@ -153,12 +155,16 @@ def test_ten_thousand_adversarial_inputs_inline(tmp_path: Path) -> None:
             except Exception as exc:  # a built-in must handle any text
                 raised.append((name, text[:80], repr(exc)[:200]))
                 continue
-            elapsed = time.monotonic() - started
-            seen += 1
+            elapsed, cpu = time.monotonic() - started, time.thread_time() - cpu
+            calls += 1
             assert result.status in STATUSES
-            if elapsed >= LIMIT_S:
-                slow.append((name, text[:80], round(elapsed, 2)))
+            if cpu >= LIMIT_S:
+                slow.append((name, text[:80], round(cpu, 2)))
+            elif elapsed >= LIMIT_S:
+                late.append((name, text[:80], round(elapsed, 2)))
     assert not raised, raised[:5]
-    assert not slow, slow[:5]
+    assert not slow, slow[:5]  # over 1 s of CPU, or stopped at the hard limit
+    # Wall time: a loaded shared machine can deschedule a call that needs milliseconds of CPU.
+    assert len(late) <= calls * MAX_LATE_FRACTION, late[:5]
     assert not sentinel.exists(), "a verifier executed model output"
-    assert seen == N_INPUTS * len(VERIFIERS)
+    assert calls == N_INPUTS * len(VERIFIERS)

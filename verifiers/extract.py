@@ -302,7 +302,7 @@ def last_number(text: str) -> str | None:
 
 def bare_answer(text: str) -> str | None:
     """A response that is only maths is its own answer: one delimited span (`$x = 11$`, `\\(\\frac{1}{3}\\)`,
-    `$$\\text{odd}$$`) or a short line without words (`-5`, `28 percent`)."""
+    `$$\\text{odd}$$`) or a short line of maths with at most one word (`-5`, `28 percent`)."""
     stripped = text.strip()
     if not stripped or len(stripped) > 200 or "\n\n" in stripped:
         return None
@@ -312,7 +312,8 @@ def bare_answer(text: str) -> str | None:
     ):
         return inner or None  # exactly one delimited span
     words = [w for w in re.split(r"[^a-zA-Z]+", _LATEX_COMMAND.sub(" ", stripped)) if len(w) > 2]
-    return inner or None if len(words) <= 1 else None
+    maths = any(c.isdigit() or c in "\\^_=<>" for c in stripped)  # `nothing` alone is no answer
+    return inner or None if len(words) <= 1 and maths else None
 
 
 def stated_answer(text: str) -> str | None:
