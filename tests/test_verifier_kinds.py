@@ -228,6 +228,10 @@ def test_answers_outside_a_box_near_misses(response: str) -> None:
         ("2.8\\%", "28\\%", False),
         ("0.333333", "\\frac{1}{3}", False),  # rounded decimals are not the exact value
         ("1 - \\frac{1}{e}", "1 + \\frac{1}{e}", False),
+        ("0.0011_{3}", "0.0011_{2}", False),  # a base is part of the number, fractional digits too
+        ("\\$\\dfrac23 \\approx \\$0.68", "\\$\\dfrac23 \\approx \\$0.67", False),  # a gold's rounding counts
+        ("\\frac23 \\approx 0.67", "\\frac{2}{3}", True),  # against an exact gold, the exact value counts
+        ("x \\approx 11", "11", True),
     ],
 )
 def test_rulings(answer: str, gold: str, same: bool) -> None:

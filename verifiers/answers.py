@@ -73,6 +73,15 @@ def groups(text: str) -> list[list[str]]:
     return [split_items(group) for group in _top_level_split(_unwrap_set(text), ";") if group.strip()]
 
 
+def has_approx(text: str) -> bool:
+    return _APPROX.search(text) is not None
+
+
+def approx_parts(text: str) -> list[str]:
+    """`\\frac23 \\approx 0.67` → [`\\frac23`, `0.67`]: the exact value, then its approximation."""
+    return [part.strip() for part in _APPROX.split(text, maxsplit=1)]
+
+
 def equation_sides(text: str) -> list[str]:
     """The sides of `a = b = c` at top level (one side when there is no `=`); `\\approx` ends the chain."""
     text = _APPROX.split(text, maxsplit=1)[0]

@@ -18,7 +18,16 @@ from typing import Any, NamedTuple
 
 import sympy
 
-from verifiers.answers import equation_sides, groups, is_name, named_value, relation_interval, split_items
+from verifiers.answers import (
+    approx_parts,
+    equation_sides,
+    groups,
+    has_approx,
+    is_name,
+    named_value,
+    relation_interval,
+    split_items,
+)
 from verifiers.base import Status
 from verifiers.extract import answer_is, final_boxes
 from verifiers.fallback import math_verify_equal
@@ -169,6 +178,24 @@ def compare(answer: str, reference: str) -> Status:
     """ok/wrong/parse_error for an extracted answer against the gold answer; see the module docstring."""
     gold = clean_gold(reference)
     answer = _INNER_DOLLARS.sub("", strip_delimiters(answer))
+    if has_approx(answer) or has_approx(gold):
+        return _compare_approx(answer, gold)
+    return _compare(answer, gold)
+
+
+def _compare_approx(answer: str, gold: str) -> Status:
+    """`x = \\frac13 \\approx 0.33` against `\\frac13`: the exact value; against `\\frac13 \\approx 0.33`:
+    both parts (a gold that gives its rounding makes the rounding part of the answer)."""
+    mine, theirs = approx_parts(answer), approx_parts(gold)
+    if len(mine) == len(theirs):
+        verdicts = [_compare(a, b) for a, b in zip(mine, theirs, strict=True)]
+        return "ok" if all(v == "ok" for v in verdicts) else next(v for v in verdicts if v != "ok")
+    mine_value = mine[-1] if is_name(mine[0]) else mine[0]  # `x \\approx 11`: the value is the approximation
+    gold_value = theirs[-1] if is_name(theirs[0]) else theirs[0]
+    return _compare(mine_value, gold_value)
+
+
+def _compare(answer: str, gold: str) -> Status:
     if _named_lists(answer, gold):  # `x=1, y=2` is an ordered, named answer; the parser reads a set
         same = normalize_answer(answer) == normalize_answer(gold) or _lists_equal(answer, gold)
         return "ok" if same else "wrong"
