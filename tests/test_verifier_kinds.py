@@ -60,6 +60,7 @@ SAME_SETS = [
     ("x \\in [-2, 7]", "-2 \\leq x \\leq 7"),
     ("t > \\frac{1}{2}", "\\left(\\frac{1}{2}, \\infty\\right)"),
     ("x < 1", "-x > -1"),
+    ("x < -2 \\text{ or } x > 3", "(-\\infty,-2)\\cup(3,\\infty)"),
 ]
 DIFFERENT_SETS = [
     ("x<3", "(-\\infty, 3]"),
@@ -69,6 +70,7 @@ DIFFERENT_SETS = [
     ("y<3", "x<3"),
     ("x \\ge 2", "[3, \\infty)"),
     ("x < 1", "x > -1"),
+    ("x < -2 \\text{ or } x > 3", "(-\\infty,-2)\\cup[3,\\infty)"),
 ]
 
 

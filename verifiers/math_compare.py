@@ -38,6 +38,7 @@ _LIST_COMMA = re.compile(r"\d,[ \t]+\d")  # `32, 349` is two numbers; `32,349` a
 _MAX_ITEMS = 16
 _INNER_DOLLARS = re.compile(r"(?<!\\)\$")
 _SOLUTION_CHARS = 200  # a longer gold is a worked solution, not an answer
+_UNION_SPLIT = re.compile(r"\\cup|\\text\s*\{\s*or\s*\}|\bor\b")
 _IN_SET = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*\\in\s*")
 
 
@@ -317,13 +318,28 @@ def _as_interval(text: str) -> tuple[str | None, str] | None:
 
 
 def _intervals_equal(answer: str, gold: str) -> bool:
-    """`x<3` equals `(-\\infty, 3)` and `x \\ge 2` equals `[2, \\infty)`: the same set, the same variable."""
+    """`x<3` equals `(-\\infty, 3)` and `x \\ge 2` equals `[2, \\infty)`: the same set, the same variable;
+    `x < -2 \\text{ or } x > 3` equals `(-\\infty,-2) \\cup (3,\\infty)`."""
     if not any(mark in answer + gold for mark in ("<", ">", "\\le", "\\ge", "\\lt", "\\gt", "≤", "≥")):
         return False
-    mine, theirs = _as_interval(answer), _as_interval(gold)
+    mine, theirs = _as_union(answer), _as_union(gold)
     if mine is None or theirs is None or (mine[0] and theirs[0] and mine[0] != theirs[0]):
         return False
     return _compare_one(mine[1], theirs[1]).status == "ok"
+
+
+def _as_union(text: str) -> tuple[str | None, str] | None:
+    """(variable, `I_1 \\cup I_2 ...`) for one interval or inequality, or several joined by "or" / `\\cup`."""
+    parts = [part for part in _UNION_SPLIT.split(text) if part.strip()]
+    if not 1 <= len(parts) <= _MAX_ITEMS:
+        return None
+    found = [_as_interval(part.strip()) for part in parts]
+    if any(item is None for item in found):
+        return None
+    variables = {item[0] for item in found if item[0]}
+    if len(variables) > 1:
+        return None
+    return (variables.pop() if variables else None), " \\cup ".join(item[1] for item in found)
 
 
 def _plus_minus_equal(answer: str, gold: str) -> bool:
