@@ -88,7 +88,7 @@ def _compare_one(answer: str, gold: str) -> Verdict:
     if BASE_NUMBER.match(mine) or BASE_NUMBER.match(theirs):
         return Verdict("wrong", True)  # `1101_2` and `1101_3` are different numbers; the base is part of it
     if ":" in mine or ":" in theirs:
-        return Verdict("wrong", False)  # times and ratios (`9:24`, `4:51 p.m.`) compare as written
+        return Verdict("wrong", False, True)  # times and ratios (`9:24`, `4:51 p.m.`) compare as written
     listed = _LIST_COMMA.search(answer) or _LIST_COMMA.search(gold)
     mine_value, gold_value = (None, None) if listed else (to_fraction(mine), to_fraction(theirs))
     if mine_value is not None and gold_value is not None:
@@ -127,29 +127,41 @@ def _kind(tree: Any) -> str:
 
 def _settled(mine: Any, gold: Any) -> bool:
     """Whether "different" is final, so that math-verify is not asked: the same kind of object over the same
-    symbols (`2x+1` against `2x+2`), tuples and intervals of numbers (`(4, \\frac{\\pi}{12})`, `[2, 12)`), a
-    number against a container, an equation, or a polynomial (`4x^3(2x^2+7)` against `-\\frac52`).
-    Left open: a unit read as letters (`15cm^2`, a monomial), a relation against an interval, a set against
-    a tuple, differing symbols. The other readings and math-verify still look at those."""
+    symbols (`2x+1` against `2x+2`), containers of numbers that differ (`(4, \\frac{\\pi}{12})`, `[2, 12)`,
+    `\\{0, -3\\}` against `(0.5, 0.6)`), a number against a container, an equation, a polynomial or a
+    single letter (`4x^3(2x^2+7)`, `C` against `-\\frac52`). Left open: a unit read as letters (`15cm^2`), a
+    relation against an interval, a set against a tuple with the same elements, differing symbols."""
     kinds = {_kind(mine), _kind(gold)}
     if len(kinds) == 1:
         return getattr(mine, "free_symbols", None) == getattr(gold, "free_symbols", None)
-    containers = {"Tuple", "Interval", "Union", "FiniteSet", "matrix"}
-    if kinds <= {"Tuple", "Interval", "Union"}:
-        return not (getattr(mine, "free_symbols", True) or getattr(gold, "free_symbols", True))
-    if "number" in kinds and kinds & (containers | {"relation"}):
+    if kinds <= {"Tuple", "Interval", "Union", "FiniteSet"}:
+        if getattr(mine, "free_symbols", True) or getattr(gold, "free_symbols", True):
+            return False
+        return kinds != {"Tuple", "FiniteSet"} or not _same_elements(mine, gold)  # `(1,3)` and `\\{1,3\\}`
+    if "number" in kinds and kinds & {"Tuple", "Interval", "Union", "FiniteSet", "matrix", "relation"}:
         return True
     if kinds == {"number", "expression"}:
-        expression = mine if _kind(mine) == "expression" else gold
-        return not _monomial(expression)
+        return not _unit_like(mine if _kind(mine) == "expression" else gold)
     return kinds == {"expression", "Tuple"} or kinds == {"expression", "Interval"}
 
 
-def _monomial(expression: Any) -> bool:
-    """`15 c m^2`: a number times powers of symbols, how a unit reads once parsed."""
+def _same_elements(a: Any, b: Any) -> bool:
+    try:
+        return equivalent(sympy.FiniteSet(*a.args), sympy.FiniteSet(*b.args))
+    except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError):
+        return True
+
+
+def _unit_like(expression: Any) -> bool:
+    """`15 c m^2`: a number other than 1 times small powers of symbols, how a unit reads once parsed."""
     factors = expression.args if isinstance(expression, sympy.Mul) else (expression,)
+    numbers = [factor for factor in factors if factor.is_number]
+    if not numbers or all(number in (1, -1) for number in numbers):
+        return False
     return all(
-        factor.is_number or isinstance(factor, sympy.Symbol) or (factor.is_Pow and factor.base.is_Symbol)
+        factor.is_number
+        or isinstance(factor, sympy.Symbol)
+        or (factor.is_Pow and factor.base.is_Symbol and factor.exp.is_Integer and 0 < factor.exp <= 3)
         for factor in factors
     )
 
