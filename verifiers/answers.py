@@ -8,6 +8,7 @@ Every function is a single pass over a short answer (the extracted answer, not t
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _OPENERS, _CLOSERS = "([{", ")]}"
 _CONNECTIVE = re.compile(r"\\text\s*\{\s*(and|or|,)\s*\}|\\(?:quad|qquad)\b|\b(?:and|or)\b")
@@ -63,9 +64,14 @@ def _unwrap_set(text: str) -> str:
 def split_items(text: str) -> list[str]:
     """The values of a list answer: `1, 2`, `1 \\text{ and } 2`, `\\{1; 2\\}`, `x=1 or x=2` → two items.
     Brackets keep their commas (`(1, 2)`, `[0, 1)` are one item each)."""
+    return list(_split_items(text))
+
+
+@lru_cache(maxsize=8192)  # golds repeat, and each comparison asks several times
+def _split_items(text: str) -> tuple[str, ...]:
     text = _CONNECTIVE.sub(",", _unwrap_set(text).replace("\\,", " ").replace("\\;", " "))
     items = [item.strip().strip("$").strip() for item in _top_level_split(text, ",;")]
-    return [item for item in items if item]
+    return tuple(item for item in items if item)
 
 
 def groups(text: str) -> list[list[str]]:
@@ -84,10 +90,15 @@ def approx_parts(text: str) -> list[str]:
 
 def equation_sides(text: str) -> list[str]:
     """The sides of `a = b = c` at top level (one side when there is no `=`); `\\approx` ends the chain."""
+    return list(_equation_sides(text))
+
+
+@lru_cache(maxsize=8192)
+def _equation_sides(text: str) -> tuple[str, ...]:
     text = _APPROX.split(text, maxsplit=1)[0]
     if "=" not in text or any(op in text for op in ("<=", ">=", "\\le", "\\ge", "\\neq", "!=")):
-        return [text.strip()]
-    return [side.strip() for side in _top_level_split(text, "=")]
+        return (text.strip(),)
+    return tuple(side.strip() for side in _top_level_split(text, "="))
 
 
 def is_name(text: str) -> bool:

@@ -166,6 +166,7 @@ def _unit_like(expression: Any) -> bool:
     )
 
 
+@lru_cache(maxsize=8192)
 def clean_gold(reference: str) -> str:
     """The gold answer without `$`/`$$`/`\\(...\\)` delimiters; a gold holding boxes is what its boxes hold,
     and a worked solution given as the gold is its stated answer."""
@@ -182,6 +183,7 @@ def clean_gold(reference: str) -> str:
     return _INNER_DOLLARS.sub("", strip_delimiters(gold))  # `$a$, $b$`: one list
 
 
+@lru_cache(maxsize=8192)
 def several_values(gold: str) -> bool:
     """Whether the gold lists several values (`3, 5, 7`, `1 \\text{ and } 2`, `\\{1, 2\\}`)."""
     return len(split_items(gold)) >= 2
@@ -220,7 +222,7 @@ def _compare(answer: str, gold: str) -> Status:
         return "ok"
     if (first.settled and not chained) or _both_lists(answer, gold):
         return first.status  # lists are ours to judge: math-verify reads `2, 1` as the set of `x=1, y=2`
-    return "ok" if math_verify_equal(answer, gold) else first.status
+    return "ok" if answer and math_verify_equal(answer, gold) else first.status
 
 
 def _named_lists(answer: str, gold: str) -> bool:
@@ -231,8 +233,12 @@ def _named_lists(answer: str, gold: str) -> bool:
 
 
 def _both_lists(answer: str, gold: str) -> bool:
+    """Lists are ours to judge: the same number of items, or one plain number against several."""
     mine, theirs = _as_items(answer), _as_items(gold)
-    return len(mine) == len(theirs) >= 2
+    if len(mine) == len(theirs):
+        return len(mine) >= 2
+    single = mine if len(mine) == 1 else theirs if len(theirs) == 1 else None
+    return single is not None and to_fraction(normalize_answer(single[0])) is not None
 
 
 def _other_readings_equal(answer: str, gold: str) -> bool:

@@ -56,13 +56,20 @@ def _unwrap_text(match: re.Match[str]) -> str:
 
 
 def strip_units(text: str) -> str:
-    """`18 dollars is what she makes!` → `18`: a number followed only by words (no digits, no maths) is that
-    number. Two anchored, linear matches instead of one pattern that backtracks over the words."""
+    """`18 dollars is what she makes!` → `18`, `\\frac{11}{15} days` → `\\frac{11}{15}`: a number or a closed
+    expression followed only by words (no digits, no maths) is that number or expression. Anchored, linear
+    matches and one scan from the end, instead of one pattern that backtracks over the words."""
     number = _LEADING_NUMBER.match(text)
     if number and number.end() < len(text) and text[number.end()] == " ":
         rest = text[number.end() + 1 :]
         if _PROSE_TAIL.fullmatch(rest):
             return number.group(0).rstrip(".,")
+    end = len(text)
+    while end > 0 and (text[end - 1].isalpha() or text[end - 1] in " .'"):
+        end -= 1
+    closed = 0 < end < len(text) and text[end - 1] == "}" and text[end] == " "
+    if closed and _PROSE_TAIL.fullmatch(text[end + 1 :]):
+        return text[:end]
     return text
 
 
