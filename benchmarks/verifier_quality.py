@@ -17,6 +17,7 @@ scored wrong), and the cases each gets wrong.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,10 @@ def print_real_answer_quality(report: dict[str, Any]) -> None:
                 f"{name:<20} {part['n']:>5} {grader:<12} {score['accuracy']:>9.2%} "
                 f"{score['false_positives']:>4} {score['false_negatives']:>4}"
             )
+
+
+def section() -> dict[str, Any]:
+    """The real-answer table, printed, with the time it was measured: the benchmark's "real_answers"."""
+    report = real_answer_quality()
+    print_real_answer_quality(report)
+    return {**report, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
