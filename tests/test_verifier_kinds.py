@@ -125,6 +125,9 @@ def test_answer_sets_near_misses(response: str, gold: str) -> None:
 def test_a_single_value_gold_takes_the_last_box() -> None:
     assert math_ok("First \\boxed{12}, so the answer is \\boxed{7}.", "7")
     assert not math_ok("First \\boxed{7}, so the answer is \\boxed{12}.", "7")
+    # After a box, a value stated after it wins, but a sentence after "Answer:" does not replace the box.
+    assert math_ok("So \\boxed{5}.\n\nThe answer is 6.", "6")
+    assert math_ok("So \\boxed{5}.\n\nAnswer: The area is 5, and the perimeter is 12.", "5")
 
 
 # Kind 5: equations around the answer.

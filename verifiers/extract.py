@@ -241,7 +241,7 @@ def _from_sentence(sentence: str) -> str | None:
     return value if value and not _is_prose(value) else None
 
 
-def _answer_after(text: str, position: int) -> str | None:
+def _answer_after(text: str, position: int, sentences: bool = True) -> str | None:
     """The answer introduced by the "answer" ending at `position`, or None when what follows is no answer.
 
     After a bare "answer" (no "is", ":" or "="), only maths in delimiters or a value on its own line counts
@@ -265,17 +265,18 @@ def _answer_after(text: str, position: int) -> str | None:
     if not answer:
         return None
     if _is_prose(answer):
-        return _from_sentence(answer) if ":" in joined else None
+        return _from_sentence(answer) if ":" in joined and sentences else None
     return answer
 
 
-def answer_spans(text: str) -> list[tuple[int, str]]:
+def answer_spans(text: str, sentences: bool = True) -> list[tuple[int, str]]:
     """(position, answer) for the answers introduced by "answer" (`The answer is 42.`, `Answer: D`,
-    `**Final Answer:** $9$`), the last first; prose after "answer" (`The answer is correct`) is skipped."""
+    `**Final Answer:** $9$`), the last first; prose after "answer" (`The answer is correct`) is skipped.
+    Without `sentences`, a sentence after "Answer:" gives nothing either (after a box, the box is surer)."""
     found: list[tuple[int, str]] = []
     occurrences = list(_ANSWER_WORD.finditer(text))
     for match in reversed(occurrences[-_MAX_ANSWER_TRIES:]):
-        answer = _answer_after(text, match.end())
+        answer = _answer_after(text, match.end(), sentences)
         if answer:
             found.append((match.start(), answer))
     return found
@@ -352,7 +353,7 @@ def final_answer(text: str) -> str | None:
     """The strict math extraction: the last box, or an "answer is X" after it, else `#### X`, else a response
     that is only maths. Raises UnbalancedBraces when the last box never closes."""
     span = last_box_span(text)
-    spans = answer_spans(text[span[2] :] if span else text)
+    spans = answer_spans(text[span[2] :], sentences=False) if span else answer_spans(text)
     if spans:
         return spans[0][1]
     if span is not None:
