@@ -42,6 +42,7 @@ def register_verifier(name: str) -> Callable[[F], F]:
 
 def _load_builtins() -> None:
     import verifiers.builtin  # noqa: F401  (registers the built-ins)
+    import verifiers.choice  # noqa: F401
 
 
 def registered_names() -> list[str]:
