@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from verifiers.base import Status, Verifier
+from verifiers.base import Status, Verifier, register_verifier
 from verifiers.extract import (
     UnbalancedBraces,
     final_answer,
@@ -22,7 +22,6 @@ from verifiers.extract import (
 from verifiers.limits import TimeUp, time_limit
 from verifiers.math_compare import clean_gold, compare, several_values
 from verifiers.normalize import normalize_answer, to_fraction
-from verifiers.registry import register_verifier
 
 Check = tuple[Status, str | None, str | None]
 COMPARE_LIMIT_S = 0.8  # wall-clock bound on one comparison, where signals work (inline, pool workers)

@@ -13,10 +13,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from verifiers.base import Status, Verifier
+from verifiers.base import Status, Verifier, register_verifier
 from verifiers.extract import UnbalancedBraces, answer_spans, last_boxed
 from verifiers.normalize import normalize_answer
-from verifiers.registry import register_verifier
 
 Check = tuple[Status, str | None, str | None]
 _LETTERS = "ABCDEFGHIJ"

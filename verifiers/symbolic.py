@@ -247,24 +247,16 @@ def equivalent(a: sympy.Basic, b: sympy.Basic) -> bool:
         if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
             return False
         return _elements_equal(list(a), list(b), ordered=True)
-    if _family(a) != _family(b):
+    family = _family(a)
+    if family != _family(b):
         return False
-    if isinstance(a, sympy.core.relational.Relational) and not isinstance(a, sympy.Eq):
-        return _inequalities_equal(a, b)
-    if isinstance(a, sympy.Eq):
-        return _equations_equal(a, b)
-    if isinstance(a, sympy.FiniteSet):
-        return _elements_equal(list(a.args), list(b.args), ordered=False)
-    if isinstance(a, sympy.Union):
-        return _elements_equal(list(a.args), list(b.args), ordered=False)
-    if isinstance(a, sympy.Interval):
-        same_ends = a.left_open == b.left_open and a.right_open == b.right_open
-        return same_ends and equivalent(a.start, b.start) and equivalent(a.end, b.end)
-    if isinstance(a, sympy.Tuple):
-        return _elements_equal(list(a.args), list(b.args), ordered=True)
-    if isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr):
-        return _expressions_equal(a, b)
-    return bool(a == b)
+    compare = _COMPARE.get(family) if family is not None else None
+    return compare(a, b) if compare is not None else bool(a == b)
+
+
+def _intervals_equal(a: sympy.Interval, b: sympy.Interval) -> bool:
+    same_ends = a.left_open == b.left_open and a.right_open == b.right_open
+    return same_ends and equivalent(a.start, b.start) and equivalent(a.end, b.end)
 
 
 _FAMILIES = (
@@ -276,6 +268,18 @@ _FAMILIES = (
     sympy.Tuple,
     sympy.Expr,
 )
+
+
+# how two answers of one family compare (a family is the first of _FAMILIES the object is an instance of)
+_COMPARE = {
+    sympy.Eq: lambda a, b: _equations_equal(a, b),
+    sympy.core.relational.Relational: lambda a, b: _inequalities_equal(a, b),
+    sympy.FiniteSet: lambda a, b: _elements_equal(list(a.args), list(b.args), ordered=False),
+    sympy.Union: lambda a, b: _elements_equal(list(a.args), list(b.args), ordered=False),
+    sympy.Interval: lambda a, b: _intervals_equal(a, b),
+    sympy.Tuple: lambda a, b: _elements_equal(list(a.args), list(b.args), ordered=True),
+    sympy.Expr: lambda a, b: _expressions_equal(a, b),
+}
 
 
 def _family(x: sympy.Basic) -> type | None:
