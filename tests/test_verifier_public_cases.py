@@ -22,9 +22,9 @@ _COMMA_DECIMAL = (
     "a decimal comma: rlvr reads `1,22` as a list (or thousands), never as 1.22, so lists stay lists"
 )
 _NO_CUE = (
-    "an answer never stated as one (no box, no 'answer', no closing 'Therefore ... is'): math-verify's "
-    "plain-text mode takes the last number or formula of any text; rlvr does not guess, which keeps "
-    "unfinished responses from scoring"
+    "an answer never stated as one (no box, no 'answer', no closing 'Therefore ... is', no number closing "
+    "the last sentence): math-verify's plain-text mode takes the last number or formula of any text; rlvr "
+    "does not guess, which keeps unfinished responses from scoring"
 )
 _ROUNDED = (
     "a rounded decimal: math-verify rounds to `precision` digits; rlvr compares numbers exactly, so "
@@ -51,7 +51,6 @@ RULED_DIFFERENTLY = {
     ("test_all.py", 512, 1): _NO_CUE,
     ("test_all.py", 627, 1): _NO_CUE,
     ("test_all.py", 728, 1): _NO_CUE,
-    ("test_all.py", 756, 1): _NO_CUE,
     ("test_all.py", 132, 0): _LINE_BREAKS,
     ("test_all.py", 133, 0): _LINE_BREAKS,
     ("test_all.py", 565, 1): _ROUNDED,

@@ -349,6 +349,24 @@ def _last_math_or_number(text: str) -> str | None:
     return number.group(0) if number else None
 
 
+def closing_number(text: str, max_after: int = 40) -> str | None:
+    """The last resort, as math-verify takes the last number: the number a response closes with, when
+    nothing else states an answer (`... so she makes 9*2=$18 every day.` → `18`). Only the last line counts,
+    what follows the number must be a few words without digits (a unit, `every day.`), and the sentence must
+    end (`.`, `!`): a number deep in a closing paragraph, or a truncated response, states nothing."""
+    lines = [line for line in text[-_TAIL_CHARS:].splitlines() if line.strip()]
+    if not lines:
+        return None
+    matches = list(_NUMBER.finditer(lines[-1]))
+    if not matches:
+        return None
+    after = lines[-1][matches[-1].end() :]
+    ending = after.strip().rstrip("*$").strip()
+    if len(after) > max_after or any(c.isdigit() for c in after) or not ending.endswith((".", "!")):
+        return None
+    return matches[-1].group(0)
+
+
 def final_answer(text: str) -> str | None:
     """The strict math extraction: the last box, or an "answer is X" after it, else `#### X`, else a response
     that is only maths. Raises UnbalancedBraces when the last box never closes."""
