@@ -9,9 +9,10 @@ the Jobs API.
 Every instance started here serves this machine only and keeps Ray's token authentication on. Its node IP is
 127.0.0.1, so the GCS, raylet, object manager, agents, workers and dashboard listen on loopback alone (Ray's
 single-machine mode, its default on macOS and Windows); loopback keeps other machines out. A fresh token, in
-a 0600 file inside a private temp dir, reaches every process of the instance through `RAY_AUTH_MODE=token`
-and `RAY_AUTH_TOKEN_PATH`; the token keeps out other users of this machine. `RAY_AUTH_MODE=disabled` in the
-environment opts out of the token, never out of loopback. `~/.ray/auth_token` is neither read nor written.
+a 0600 file inside a 0700 temp dir of its own (not Ray's temp dir, which Ray makes world-writable), reaches
+every process of the instance through `RAY_AUTH_MODE=token` and `RAY_AUTH_TOKEN_PATH`; the token keeps out
+other users of this machine. `RAY_AUTH_MODE=disabled` in the environment opts out of the token, never out of
+loopback. `~/.ray/auth_token` is neither read nor written.
 """
 
 from __future__ import annotations
@@ -256,12 +257,13 @@ def local_head(env: Mapping[str, str], num_cpus: int = 4) -> Iterator[LocalHead]
 
     `env` is the head's environment (the jobs' `rlvr` is looked up on its PATH); `secured_env` adds the token
     and single-machine mode. Leaving the block sends SIGTERM to that `ray start` only (it stops what it
-    started) rather than `ray stop`, which would stop every Ray on the machine, and removes the temp dir with
+    started) rather than `ray stop`, which would stop every Ray on the machine, and removes the temp dir and
     the token. Raises ClusterError if the head exits or its Jobs API does not answer within 60 s.
     """
     ports = dict(zip((*PORT_FLAGS, *PORT_VARS), free_ports(len(PORT_FLAGS) + len(PORT_VARS)), strict=True))
-    temp_dir = tempfile.mkdtemp(prefix="rlvr-ray-")  # 0700
-    token_path = None if auth_opted_out(env) else write_token(Path(temp_dir))
+    temp_dir = tempfile.mkdtemp(prefix="rlvr-ray-")  # Ray makes it world-writable (0777) when it starts
+    token_dir = tempfile.mkdtemp(prefix="rlvr-auth-")  # so the token lives apart, in a 0700 dir of its own
+    token_path = None if auth_opted_out(env) else write_token(Path(token_dir))
     head_env = secured_env(env, token_path) | {var: str(ports[var]) for var in PORT_VARS}
     log_path = Path(temp_dir) / "ray_start.log"
     with log_path.open("w") as log:
@@ -285,3 +287,4 @@ def local_head(env: Mapping[str, str], num_cpus: int = 4) -> Iterator[LocalHead]
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
         shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(token_dir, ignore_errors=True)

@@ -123,6 +123,7 @@ def test_demo_head_listens_on_loopback_only_and_refuses_clients_without_its_toke
 
     with local_head(_env(tmp_path), num_cpus=2) as head:
         assert head.token_path is not None and head.token_path.stat().st_mode & 0o777 == 0o600
+        assert head.token_path.parent.stat().st_mode & 0o777 == 0o700  # not Ray's world-writable temp dir
         token = head.token_path.read_text()
         client = JobSubmissionClient(head.address, headers=head.auth_headers())
         job_id = client.submit_job(entrypoint=f"{sys.executable} -c '{JOB}'")
