@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from rlvr.cluster import ray_session
 from rlvr.config import load_recipe
 from rlvr.data import write_prompt_file
 from rlvr.data.arithmetic import task_rows
@@ -42,9 +43,8 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     path = tmp_path_factory.mktemp("prompts") / "arithmetic.jsonl"
     write_prompt_file([dataclasses.replace(r, verifier=None) for r in rows], path)
     MIXED.append(f"data.train_files=[{path}]")
-    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with ray_session(6):  # a private, loopback-only instance with its own token
+        yield
 
 
 def _trainer(tmp_path: Path, *overrides: str) -> Trainer:
