@@ -2,6 +2,7 @@
 
 `rlvr.model.megrez2`: the Megrez2 MoE module (config, presets, model, KV cache, helpers).
 `rlvr.model.checkpoint`: its checkpoint I/O in the official HF layout.
+`rlvr.model.importer` / `rlvr.model.upcycle`: `rlvr model import`, a dense Llama upcycled into Megrez2.
 
 The names below are imported on first use, so that `python -m rlvr.model.megrez2` (the smoke run) does not
 find its own module already imported by this package.
