@@ -216,14 +216,15 @@ def time_forward_steps(model: Any, steps: list[tuple[int, float]]) -> None:
     )
 
 
-def upcycled_table(rounds: int) -> dict:
+def upcycled_table(rounds: int, engines: list[str]) -> dict:
     """Alternates the engines for `rounds` rounds (so machine load hits each alike) and prints the medians."""
     dirs = prepare_upcycled()
-    runs: dict[str, list[dict]] = {e: [] for e in UPCYCLED_ENGINES}
+    runs: dict[str, list[dict]] = {e: [] for e in engines}
     for _ in range(rounds):
-        for engine in UPCYCLED_ENGINES:
+        for engine in engines:
             runs[engine].append(run_json(["--one-upcycled", engine, str(dirs[engine])]))
-    median = {e: statistics.median(r["tokens_per_s"] for r in runs[e]) for e in UPCYCLED_ENGINES}
+    median = {e: statistics.median(r["tokens_per_s"] for r in runs[e]) for e in engines}
+    step = {e: statistics.median(r["decode_step_ms_p10"] for r in runs[e]) for e in engines}
     digests = {r["samples_sha256"] for rs in runs.values() for r in rs}
     record = json.loads((dirs["megrez2"] / "rlvr_import.json").read_text())
     table = {
@@ -231,23 +232,23 @@ def upcycled_table(rounds: int) -> dict:
         "parameters": record["parameters"],
         "source_parameters": record["source_parameters"],
         "tokens_per_s": median,
-        "llama_over_megrez2": median["llama"] / median["megrez2"],
-        "llama_over_megrez2_native": median["llama"] / median["megrez2-native"],
+        "decode_step_ms_p10": step,
         "identical_samples": len(digests) == 1,
         "runs": runs,
     }
-    step = {e: statistics.median(r["decode_step_ms_p10"] for r in runs[e]) for e in UPCYCLED_ENGINES}
-    table["decode_step_ms_p10"] = step
-    table["megrez2_over_llama_step_p10"] = step["megrez2"] / step["llama"]
+    base = "llama" if "llama" in engines else engines[0]
+    for e in [e for e in engines if e != base]:  # the target: within 1.25x of vLLM's Llama, same weights
+        table[f"{base}_over_{e}"] = median[base] / median[e]
+        table[f"{e}_over_{base}_step_p10"] = step[e] / step[base]
     print(
-        f"{'engine':<15} {'tok/s':>7} {'llama/this':>10} {'64-seq decode step p10 ms':>26} "
-        f"{'this/llama':>10} {'load 1-min':>10}"
+        f"{'engine':<15} {'tok/s':>7} {base + '/this':>11} {'64-seq decode step p10 ms':>26} "
+        f"{'this/' + base:>11} {'load 1-min':>10}"
     )
-    for e in UPCYCLED_ENGINES:
+    for e in engines:
         load = statistics.mean(r["load_1min"] for r in runs[e])
         print(
-            f"{e:<15} {median[e]:>7.1f} {median['llama'] / median[e]:>9.2f}x {step[e]:>26.1f} "
-            f"{step[e] / step['llama']:>9.2f}x {load:>10.1f}"
+            f"{e:<15} {median[e]:>7.1f} {median[base] / median[e]:>10.2f}x {step[e]:>26.1f} "
+            f"{step[e] / step[base]:>10.2f}x {load:>10.1f}"
         )
     print(f"identical samples across engines: {table['identical_samples']}")
     return table
@@ -266,6 +267,13 @@ def main() -> None:
         "--tables", nargs="+", default=["presets", "upcycled"], choices=["presets", "upcycled"]
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the upcycled table")
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=list(UPCYCLED_ENGINES),
+        choices=UPCYCLED_ENGINES,
+        help="upcycled table",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one preset, result as JSON
     parser.add_argument("--one-upcycled", nargs=2, help=argparse.SUPPRESS)  # internal: engine, model dir
     args = parser.parse_args()
@@ -279,7 +287,7 @@ def main() -> None:
     if "presets" in args.tables:
         result.update(rows=preset_rows(args.presets, args.prompts))
     if "upcycled" in args.tables:
-        result.update(upcycled=upcycled_table(args.rounds))
+        result.update(upcycled=upcycled_table(args.rounds, args.engines))
     import vllm
 
     result["machine"] = {
