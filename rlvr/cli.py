@@ -1,4 +1,4 @@
-"""The `rlvr` command line: train, sft, eval, verify, submit, plot (`rlvr COMMAND --help`)."""
+"""The `rlvr` command line: train, sft, eval, verify, submit, plot, data, model (`rlvr COMMAND --help`)."""
 
 from __future__ import annotations
 
@@ -134,6 +134,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_import(args: argparse.Namespace) -> int:
+    from rlvr.model.import_cli import run_import
+
+    return run_import(args)
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlvr.plot import plot_run
 
@@ -255,6 +261,20 @@ def _add_tool_commands(commands: Any) -> None:
     build.add_argument("recipe", help="YAML data recipe, e.g. recipes/data.yaml")
     build.add_argument("overrides", nargs="*", help="dotted overrides such as difficulty.k=4")
     build.set_defaults(func=cmd_data_build)
+    _add_model_commands(commands)
+
+
+def _add_model_commands(commands: Any) -> None:
+    from rlvr.model.import_cli import add_import_arguments
+
+    model = commands.add_parser("model", help="bring models into Megrez2 form").add_subparsers(
+        dest="model_command", required=True
+    )
+    model_import = model.add_parser(
+        "import", help="a Llama-family HF folder, GGUF file or package as an upcycled Megrez2 checkpoint"
+    )
+    add_import_arguments(model_import)
+    model_import.set_defaults(func=cmd_model_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
