@@ -369,7 +369,8 @@ def _compact(value: Any) -> str:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`rollout.n=8` -> (["rollout", "n"], 8). The value is read as YAML, so `true`, `[1, 2]`, `null` work."""
+    """`rollout.n=8` -> (["rollout", "n"], 8). The value is read as YAML, so `true`, `[1, 2]`, `null` work;
+    text YAML would read as a block mapping (`instruction=Answer:`) stays text, a mapping is written `{a: 1}`."""
     key, sep, raw = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(f"override {text!r} is not of the form section.key=value")
@@ -377,6 +378,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise RecipeError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    if isinstance(value, dict) and not raw.lstrip().startswith("{"):
+        value = raw
     return key.split("."), value
 
 

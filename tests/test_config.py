@@ -91,6 +91,14 @@ def test_override_values_are_yaml_typed() -> None:
     assert parse_override("a.b=math") == (["a", "b"], "math")
 
 
+def test_override_text_ending_in_a_colon_stays_text() -> None:
+    # YAML alone reads "Answer:" as {"Answer": None}; a prompt instruction is text.
+    assert parse_override("data.prompt.instruction=Answer:") == (["data", "prompt", "instruction"], "Answer:")
+    assert parse_override("a.b=Final answer: x") == (["a", "b"], "Final answer: x")
+    assert parse_override("verifier.options={tolerance: 0.1}") == (["verifier", "options"], {"tolerance": 0.1})
+    assert load_recipe(TINY, ["data.prompt.instruction=Answer:"]).data.prompt.instruction == "Answer:"
+
+
 def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
     config = load_recipe(TINY, ["rollout.n=3"])
     saved = config.save(tmp_path / "run")
