@@ -26,7 +26,20 @@ from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rollout.types import Rollout, Seeds, seeds_of_samples
 from rollout.vllm_logging import quiet_vllm
 
-DEFAULT_CPU_KV_CACHE_BYTES = 256 << 20  # vLLM's CPU default is half the RAM: seconds to touch, no use here
+# vLLM's CPU default KV cache is half the RAM (seconds to touch, and shared with the learner here): rlvr gives
+# room for 16 sequences of the context length, within these bounds.
+CPU_KV_CACHE_BYTES = (256 << 20, 2 << 30)
+CPU_KV_SEQUENCES = 16
+
+
+def cpu_kv_cache_bytes(config: Megrez2Config, max_model_len: int | None, dtype: str) -> int:
+    """KV cache bytes for `CPU_KV_SEQUENCES` full-length sequences of `config`, clamped to
+    `CPU_KV_CACHE_BYTES`: keys and values of every layer, kv heads × head_dim each, per token."""
+    width = 2 if dtype in ("bfloat16", "float16") else 4
+    per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * width
+    length = max_model_len or config.max_position_embeddings
+    low, high = CPU_KV_CACHE_BYTES
+    return int(min(max(per_token * length * CPU_KV_SEQUENCES, low), high))
 
 
 def write_checkpoint(config: Megrez2Config, state: dict[str, torch.Tensor], path: str | Path) -> Path:
@@ -65,7 +78,8 @@ class VLLMEngine:
         ):  # not vLLM's "auto", which serves an fp32 checkpoint in 16 bits: a 1e-3 logprob gap
             dtype = "float32" if on_cpu else "bfloat16"
         if kv_cache_bytes is None and on_cpu:
-            kv_cache_bytes = DEFAULT_CPU_KV_CACHE_BYTES
+            config = Megrez2Config.from_json(Path(model_dir) / "config.json")
+            kv_cache_bytes = cpu_kv_cache_bytes(config, max_model_len, dtype)
         self.stop_token_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
         self.eos_token_id = self.stop_token_ids[0]
         self.model_dir = Path(model_dir)
