@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def converted(shared_data: Path, name: str, adapter: str, path: str | list[str]) -> list[dict]:
-    ds = read_source(SourceConfig(name=name, path=path, adapter=adapter), num_proc=1)
+    ds = read_source(SourceConfig(name=name, path=path, adapter=adapter, license="test"), num_proc=1)
     return [filter_verifiable(to_open_ended(r)) for r in ds.to_list()]
 
 
@@ -39,7 +39,7 @@ def test_aqua_items_become_open_ended_with_the_correct_options_content(shared_da
     records = [json.loads(x) for x in (shared_data / "aqua_rat_dev.jsonl").read_text().splitlines()]
     for row in random.Random(0).sample(kept, 40):
         original = records[int(row["id"].rsplit("-", 1)[1])]  # meta keeps only what the row needs later
-        assert set(json.loads(row["meta"])) <= {"rationale"}
+        assert set(json.loads(row["meta"])) <= {"rationale", "license"}
         option = original["options"][LETTERS.index(original["correct"])]  # e.g. "C)25"
         assert option.startswith(original["correct"] + ")")
         content = option.split(")", 1)[1]
@@ -99,6 +99,7 @@ def qa_config(tmp_path: Path, name: str, rows: list[dict], **fields: object) -> 
         name=name,
         path=write_jsonl(tmp_path / f"{name}.jsonl", rows),
         adapter="generic",
+        license="CC0",
         question_field="q",
         answer_field="a",
     )
@@ -191,7 +192,21 @@ def test_difficulty_resumes_after_an_interruption_without_redoing_chunks(tmp_pat
 
 def test_data_recipe_validates_and_names_bad_fields() -> None:
     config = load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig)
-    assert [s.adapter for s in config.sources] == ["gsm8k", "math", "aqua", "mmlu"]
+    assert len(config.sources) == 19 and all(s.license for s in config.sources)
+    assert {s.adapter for s in config.sources} == {
+        "gsm8k",
+        "math",
+        "aqua",
+        "mmlu",
+        "tal",
+        "mathqa_mc",
+        "arc_mc",
+        "generic",
+    }
+    with pytest.raises(ValueError, match="question_field only apply to adapter: generic"):
+        SourceConfig(name="g", path="x.jsonl", adapter="gsm8k", license="MIT", question_field="q")
+    with pytest.raises(ValueError, match="license"):
+        SourceConfig(name="g", path="x.jsonl", adapter="gsm8k")
     with pytest.raises(RecipeError, match="difficulty.kk"):
         load_recipe(REPO / "recipes/data.yaml", ["difficulty.kk=3"], schema=DataBuildConfig)
 
@@ -302,5 +317,6 @@ def test_rlvr_data_build_command(tmp_path: Path) -> None:
     done = subprocess.run([*base, "difficulty.enabled=false"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((tmp_path / "data_card.json").read_text())
-    assert card["input_rows"] == {"gsm8k": 40, "math": 40, "aqua": 40, "mmlu": 40}
-    assert 0 < card["output_rows"] < 160 and (tmp_path / "prompts.jsonl").exists()
+    names = [s.name for s in load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig).sources]
+    assert card["input_rows"] == dict.fromkeys(names, 40)
+    assert 0 < card["output_rows"] < 40 * len(names) and (tmp_path / "prompts.jsonl").exists()
