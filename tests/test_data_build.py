@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlvr.config import RecipeError, load_recipe
-from rlvr.data import dedup, difficulty
+from rlvr.data import dedup, difficulty, read_prompt_file
 from rlvr.data.build import DataBuildConfig, SourceConfig, build, read_source
 from rlvr.data.filters import (
     OPTION_DEPENDENT_STEM,
@@ -320,3 +320,15 @@ def test_rlvr_data_build_command(tmp_path: Path) -> None:
     names = [s.name for s in load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig).sources]
     assert card["input_rows"] == dict.fromkeys(names, 40)
     assert 0 < card["output_rows"] < 40 * len(names) and (tmp_path / "prompts.jsonl").exists()
+    # the trainer's reader takes the parquet as it is: every row well formed, each with its source's license
+    prompts = read_prompt_file(tmp_path / "prompts.parquet")
+    assert prompts.malformed == 0 and len(prompts.rows) == card["output_rows"]
+    licenses = {
+        s.name: s.license for s in load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig).sources
+    }
+    assert all(r.meta["license"] == licenses[r.source] for r in prompts.rows)
+    assert sum(card["output_by_license"].values()) == card["output_rows"]
+    markdown = (tmp_path / "data_card.md").read_text()
+    for section in ("## Per source", "## Rows per license", "## Decontamination", "## Samples", "### tal"):
+        assert section in markdown
+    assert all(len(card["samples"][name]) == min(20, n) for name, n in card["output_by_source"].items())
