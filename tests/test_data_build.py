@@ -182,10 +182,11 @@ def test_difficulty_resumes_after_an_interruption_without_redoing_chunks(tmp_pat
     assert len(calls) == 3
     calls.clear()
     die_at[0] = 0
-    solved, counts = difficulty.estimate(rows, solve, k=4, work_dir=tmp_path, chunk_size=10)
-    assert counts == {"chunks_done": 3, "chunks_skipped": 2}
+    outcomes, counts = difficulty.estimate(rows, solve, k=4, work_dir=tmp_path, chunk_size=10)
+    assert (counts["chunks_done"], counts["chunks_skipped"], counts["prompts"]) == (3, 2, 30)
     assert calls[0][0] == "r20"  # started at the interrupted chunk
-    assert solved == {f"r{i}": i % 5 for i in range(50)}
+    assert {i: o["solved"] for i, o in outcomes.items()} == {f"r{i}": i % 5 for i in range(50)}
+    assert {o["attempts"] for o in outcomes.values()} == {4}  # a count of k: all k attempts made
     with pytest.raises(ValueError, match="different build"):
         difficulty.estimate(rows, solve, k=8, work_dir=tmp_path, chunk_size=10)
 
@@ -332,3 +333,64 @@ def test_rlvr_data_build_command(tmp_path: Path) -> None:
     for section in ("## Per source", "## Rows per license", "## Decontamination", "## Samples", "### tal"):
         assert section in markdown
     assert all(len(card["samples"][name]) == min(20, n) for name, n in card["output_by_source"].items())
+
+
+def test_early_stopping_knows_a_prompts_class_from_its_first_attempts() -> None:
+    """Balancing needs never solved / solved / simple: with nothing too simple (max_solve_rate 1), one right
+    attempt decides; with max_solve_rate < 1, one right and enough wrong that it cannot be simple."""
+    first_right = difficulty.decided(8, 1.0)
+    assert first_right(1, 0) and first_right(1, 5) and not first_right(0, 7)
+    not_simple = difficulty.decided(8, 0.99)  # simple: 8 of 8
+    assert not not_simple(1, 0) and not_simple(1, 1) and not not_simple(7, 0)
+    half = difficulty.decided(8, 0.5)  # simple: more than 4 of 8
+    assert not half(1, 3) and half(1, 4)
+
+
+@pytest.mark.slow
+def test_early_stopping_samples_fewer_attempts_with_the_tiny_model_on_ray(tmp_path: Path) -> None:
+    """Stage 6 on a stratified sample, one attempt per round: a prompt leaves at its first right answer (the
+    tiny random model's character output does hit a one-digit gold now and then, checked by `numeric`), the
+    others take all k; the card has the speed, the saving and the full set's cost at that speed."""
+    import ray
+
+    rows = [{"q": f"What is {i} plus zero?", "a": str(i % 10)} for i in range(60)]
+    config = qa_config(
+        tmp_path,
+        "digits",
+        rows,
+        near_duplicate_threshold=1.0,
+        difficulty={
+            "preset": "tiny",
+            "engine": "torch",
+            "k": 6,
+            "max_new_tokens": 8,
+            "chunk_size": 20,
+            "early_stop": True,
+            "max_solve_rate": 1.0,
+            "sample_size": 40,
+        },
+    )
+    config.sources[0].verifier = "numeric"
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        card = build(config)
+    finally:
+        ray.shutdown()
+    run = card["difficulty_run"]
+    assert run["prompts"] == 40 and run["attempts_without_early_stop"] == 240
+    assert 0 < run["attempts_saved"] < 1 and run["attempts"] < 240
+    assert run["prompts_per_s"] > 0 and run["tokens_per_s"] > 0 and run["full_set"]["prompts"] == 60
+    dropped = {(d["stage"], d["reason"]): d["rows"] for d in card["dropped"]}
+    assert dropped[("difficulty", "not_in_sample")] == 20
+    chunks = [
+        json.loads(x)
+        for p in sorted((tmp_path / "out/difficulty").glob("chunk_*.jsonl"))
+        for x in p.read_text().splitlines()
+    ]
+    assert len(chunks) == 40 and sum(c["attempts"] for c in chunks) == run["attempts"]
+    for c in chunks:  # stopped at the first right attempt, or all k wrong
+        assert (c["solved"], c["attempts"] < 6) in {(1, True), (1, False), (0, False)}
+        assert c["solved"] == 1 or c["attempts"] == 6
+    out = load_parquet(tmp_path / "out/prompts.parquet")
+    assert out and all(r["k"] <= 6 and r["solved"] <= 1 for r in out)
+    assert "## Difficulty run" in (tmp_path / "out/data_card.md").read_text()

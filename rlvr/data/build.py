@@ -107,6 +107,17 @@ class DifficultyConfig(Section):
     pass_table: str | None = Field(
         None, description="jsonl of {id, solved}: use instead of running the model"
     )
+    early_stop: bool = Field(
+        False,
+        description="sample one attempt at a time and stop a prompt once balancing knows its class (first "
+        "right attempt, and one wrong when max_solve_rate < 1); solved then counts the attempts made",
+    )
+    sample_size: int | None = Field(
+        None,
+        ge=1,
+        description="measure only a stratified sample of this many verified rows (by source); the card "
+        "extrapolates the full set and the output is balanced from the sample",
+    )
     max_solve_rate: float = Field(0.99, ge=0, le=1, description="exclude items solved more often (simple)")
     unsolved_fraction: float = Field(0.5, ge=0, le=1, description="target fraction solved in none of k")
     target_size: int = Field(60000, ge=1, description="rows in the final set")
@@ -343,13 +354,23 @@ def stage_decontaminate(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, 
 
 def stage_difficulty(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """pass@k of every row with the current model, in resumable chunks (`difficulty.estimate`)."""
-    d = b.config.difficulty
-    solved, b.card["difficulty_chunks"] = difficulty.estimate(
-        rows, b.solve or solver(d, b.model), d.k, b.out, d.chunk_size
-    )
-    rows = [{**r, "solved": solved[r["id"]]} for r in rows]
+    d, verified = b.config.difficulty, len(rows)
+    if d.sample_size and d.sample_size < len(rows):
+        sample = difficulty.stratified_sample(rows, d.sample_size, b.config.seed)
+        chosen = {r["id"] for r in sample}
+        b.dropped("difficulty", ((r["source"], "not_in_sample") for r in rows if r["id"] not in chosen))
+        rows = sample
+    outcomes, counts = difficulty.estimate(rows, b.solve or solver(d, b.model), d.k, b.out, d.chunk_size)
+    b.card["difficulty_chunks"] = {key: counts[key] for key in ("chunks_done", "chunks_skipped")}
+    b.card["difficulty_run"] = {"early_stop": d.early_stop, "k": d.k, "max_new_tokens": d.max_new_tokens}
+    b.card["difficulty_run"] |= difficulty.run_report(counts, d.k, verified)
+    rows = [{**r, **_difficulty_columns(outcomes[r["id"]])} for r in rows]
     b.card["solve_histogram"] = dict(sorted(Counter(r["solved"] for r in rows).items()))
     return rows
+
+
+def _difficulty_columns(outcome: dict[str, Any]) -> dict[str, int]:
+    return {"solved": outcome["solved"], "attempts": outcome["attempts"]}
 
 
 def stage_balance(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -439,4 +460,5 @@ def solver(d: DifficultyConfig, model: Callable[[], difficulty.SolveFn]) -> diff
 
         return lookup
     ray_model = model()
-    return lambda rows: ray_model.solve([prompt_row(r) for r in rows])
+    stop = difficulty.decided(d.k, d.max_solve_rate) if d.early_stop else None
+    return lambda rows: ray_model.solve([prompt_row(r) for r in rows], stop)

@@ -117,7 +117,23 @@ def card_markdown(card: dict[str, Any], licenses: dict[str, str] | None = None) 
 def _difficulty_lines(card: dict[str, Any]) -> list[str]:
     if "solve_histogram" not in card:
         return []
-    lines = ["", "## Solved of k (before balancing)", "", "| solved | prompts |", "|---|---:|"]
+    lines = []
+    run = card.get("difficulty_run", {})
+    if "seconds" in run:
+        full = run["full_set"]
+        lines += ["", "## Difficulty run", "", "| | |", "|---|---|"]
+        lines += [
+            f"| prompts sampled | {run['prompts']:,} (k {run['k']}, ≤ {run['max_new_tokens']} tokens) |",
+            f"| attempts | {run['attempts']:,} of {run['attempts_without_early_stop']:,} "
+            f"({run['attempts_saved']:.1%} saved by early stopping: {run['early_stop']}) |",
+            f"| response tokens | {run['response_tokens']:,} |",
+            f"| seconds | {run['seconds']:,} |",
+            f"| prompts/s, attempts/s, tokens/s | {run['prompts_per_s']}, {run['attempts_per_s']}, "
+            f"{run['tokens_per_s']:,} |",
+            f"| the full verified set at this speed | {full['prompts']:,} prompts, {full['attempts']:,} "
+            f"attempts, {full['response_tokens']:,} tokens, {full['hours_at_this_speed']:,} hours |",
+        ]
+    lines += ["", "## Solved of k (before balancing)", "", "| solved | prompts |", "|---|---:|"]
     lines += [f"| {s} | {n:,} |" for s, n in card["solve_histogram"].items()]
     return lines + ["", "## Balance", "", "```", json.dumps(card["balance"], indent=2), "```"]
 

@@ -12,6 +12,7 @@ import torch
 from rlvr.actors import start_rollout_worker, start_verifier_worker
 from rlvr.cluster import ensure_ray
 from rlvr.config import VerifierConfig
+from rlvr.data.difficulty import StopFn
 from rlvr.data.schema import PromptRow
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.sampler import PromptFormat, Sampler, SamplingSettings
@@ -20,8 +21,8 @@ from rlvr.tokenizer import load_tokenizer
 
 
 class RayModel:
-    """`sample(texts, n)`: n completions per text at temperature 1.0. `solve(rows)`: how many of k samples
-    each row's verifier accepts (the difficulty stage)."""
+    """`sample(texts, n)`: n completions per text at temperature 1.0. `solve(rows, stop)`: how many of k
+    samples each row's verifier accepts (the difficulty stage), optionally stopping a row early."""
 
     def __init__(self, d: Any, seed: int = 0) -> None:
         if not (d.model or d.preset):
@@ -63,9 +64,31 @@ class RayModel:
             out[r.prompt_index].append(self.writer.tokenizer.decode(r.response_ids))
         return out
 
-    def solve(self, rows: list[PromptRow]) -> list[int]:
-        settings = SamplingSettings(self.k, self.max_new_tokens)
-        solved = [0] * len(rows)
-        for s in self.sampler.sample(rows, settings, self._seeds("difficulty", len(rows))):
-            solved[s.rollout.prompt_index] += int(s.result.correct)
-        return solved
+    def solve(self, rows: list[PromptRow], stop: StopFn | None = None) -> list[dict[str, int]]:
+        """Per row: {solved, attempts, tokens}. Without `stop`, all k attempts in one call; with it, one
+        attempt per round, and a row leaves once `stop(right, wrong)` says its class is known. Attempt a of
+        a row has its own seed whichever rows are still sampling (a rerun repeats it); it is a different
+        draw from the same distribution as sample a of the one-call mode."""
+        seeds = self._seeds("difficulty", len(rows))
+        out = [{"solved": 0, "attempts": 0, "tokens": 0} for _ in rows]
+        if stop is None:
+            self._tally(rows, list(range(len(rows))), self.k, seeds, out)
+            return out
+        active = list(range(len(rows)))
+        for attempt in range(self.k):
+            round_seeds = [derive_seed(seeds[i], "difficulty", attempt) for i in active]
+            self._tally([rows[i] for i in active], active, 1, round_seeds, out)
+            active = [i for i in active if not stop(out[i]["solved"], out[i]["attempts"] - out[i]["solved"])]
+            if not active:
+                break
+        return out
+
+    def _tally(
+        self, rows: list[PromptRow], index: list[int], n: int, seeds: list[int], out: list[dict[str, int]]
+    ) -> None:
+        """n attempts at each of `rows` (row j is out[index[j]]): right ones, attempts, response tokens."""
+        for s in self.sampler.sample(rows, SamplingSettings(n, self.max_new_tokens), seeds):
+            record = out[index[s.rollout.prompt_index]]
+            record["solved"] += int(s.result.correct)
+            record["attempts"] += 1
+            record["tokens"] += len(s.rollout.response_ids)

@@ -241,11 +241,13 @@ def adapt_record(
 
 def prompt_row(row: dict[str, Any], k: int | None = None) -> PromptRow:
     """A pipeline candidate as a row of the prompt-set schema (what the trainer and `rlvr eval` read); a
-    converted multiple-choice item keeps its options and letter in meta."""
+    converted multiple-choice item keeps its options and letter in meta. With difficulty, `solved` of `k`
+    (of the row's own `attempts` when sampling stopped early)."""
     meta = json.loads(row["meta"])
     if row["choices"]:
         meta = {**meta, "mc_letter": row["letter"], "mc_options": row["choices"]}
     solved = row.get("solved") if k is not None else None
+    k = row.get("attempts") or k  # early stopping: solved of the attempts made
     return PromptRow(
         id=row["id"],
         prompt=row["prompt"],
