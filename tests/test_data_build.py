@@ -204,7 +204,7 @@ def test_data_recipe_validates_and_names_bad_fields() -> None:
         "arc_mc",
         "generic",
     }
-    with pytest.raises(ValueError, match="question_field only apply to adapter: generic"):
+    with pytest.raises(ValueError, match="only adapter: generic reads question_field"):
         SourceConfig(name="g", path="x.jsonl", adapter="gsm8k", license="MIT", question_field="q")
     with pytest.raises(ValueError, match="license"):
         SourceConfig(name="g", path="x.jsonl", adapter="gsm8k")

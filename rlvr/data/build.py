@@ -72,9 +72,10 @@ class SourceConfig(Section):
     @model_validator(mode="after")
     def _mapping_needs_generic(self) -> SourceConfig:
         """A field mapping on a code adapter would be ignored: refused."""
-        unused = [k for k in (*_MAPPING, "meta_fields") if getattr(self, k) and self.adapter != "generic"]
+        given = [k for k in _MAPPING if getattr(self, k) is not None]
+        unused = given + ["meta_fields"] * bool(self.meta_fields) if self.adapter != "generic" else []
         if unused:
-            raise ValueError(f"{', '.join(unused)} only apply to adapter: generic (not {self.adapter})")
+            raise ValueError(f"only adapter: generic reads {', '.join(unused)} (this one is {self.adapter})")
         if self.answer_type and self.choices_field:
             raise ValueError("answer_type applies to open-ended sources, not with choices_field")
         return self
