@@ -236,6 +236,10 @@ def test_build_measures_difficulty_with_the_tiny_model_on_ray(tmp_path: Path) ->
     synthesis = {d["reason"]: d["rows"] for d in card["dropped"] if d["stage"] == "synthesis"}
     assert card["synthesized"] == 0 and sum(synthesis.values()) == 4
     assert set(synthesis) <= {"synthesis_no_majority", "synthesis_empty"}
+    report = card["synthesis"]
+    assert (report["seeds"], report["written"], report["passed_the_filter"]) == (4, 4, 0)
+    assert len(report["examples"]) == 4 - report["empty"]  # every non-empty problem, with its fate
+    assert "## Synthesis" in (tmp_path / "out/data_card.md").read_text()
     assert card["difficulty_chunks"] == {"chunks_done": 3, "chunks_skipped": 0}
     assert card["solve_histogram"] == {0: 12}
     assert card["balance"]["pool_partially_solved"] == 0 and card["balance"]["short_of_target"]
@@ -300,8 +304,13 @@ def test_synthesized_problems_are_accepted_only_by_majority_and_then_filtered(tm
     seeds = [
         {"id": f"s{i}", "prompt": q, "verifier": "math", "source": "seed"} for i, q in enumerate(scripts)
     ]
-    rows, rejected = synthesize(seeds, sample, k=3)
+    rows, rejected, fates = synthesize(seeds, sample, k=3)
     assert [(r["prompt"], r["answer"]) for r in rows] == [("What is 3 + 5?", "8")]
+    assert [(f["problem"], f["answer"], f["votes"], f["fate"]) for f in fates] == [
+        ("What is 3 + 5?", "8", 2, "kept"),
+        ("What is 7 + 1?", None, 1, "synthesis_no_majority"),
+        ("Name an even prime.", "two only", 3, "synthesis_text_answer"),
+    ]
     assert json.loads(rows[0]["meta"])["seed_id"] == "s0" and rows[0]["source"] == "synthetic_seed"
     assert rejected == {"synthesis_no_majority": 1, "synthesis_empty": 1, "synthesis_text_answer": 1}
 

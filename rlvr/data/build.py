@@ -300,13 +300,26 @@ def stage_exact_dedupe(b: Build, ds: Any) -> list[dict[str, Any]]:
     return survivors.select(first).to_list()
 
 
+SYNTHESIS_EXAMPLES = 10  # written problems shown in the card, the accepted ones first
+
+
 def stage_synthesis(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """New problems written by the model from seed rows, kept when a majority of k solutions agree."""
     syn, seed = b.config.synthesis, b.config.seed
     seeds = random.Random(seed).sample(rows, min(syn.seeds, len(rows)))
-    new_rows, rejected = synthesize(seeds, b.sample or b.model().sample, syn.k, syn.per_seed, syn.template)
+    sample = b.sample or b.model().sample
+    new_rows, rejected, fates = synthesize(seeds, sample, syn.k, syn.per_seed, syn.template)
     b.dropped("synthesis", (("synthetic", reason) for reason, n in rejected.items() for _ in range(n)))
     b.card["synthesized"] = len(new_rows)
+    kept = [f for f in fates if f["fate"] == "kept"]
+    b.card["synthesis"] = {
+        "seeds": len(seeds),
+        "written": len(seeds) * syn.per_seed,
+        "empty": rejected["synthesis_empty"],
+        "with_a_majority_answer": sum(f["fate"] != "synthesis_no_majority" for f in fates),
+        "passed_the_filter": len(new_rows),
+        "examples": (kept + [f for f in fates if f["fate"] != "kept"])[:SYNTHESIS_EXAMPLES],
+    }
     return rows + new_rows
 
 

@@ -73,7 +73,8 @@ def source_table(card: dict[str, Any], licenses: dict[str, str]) -> list[str]:
     dropped: Counter[tuple[str, str]] = Counter()
     for d in card["dropped"]:
         dropped[(d["source"], d["stage"])] += d["rows"]
-    sources = list(card["input_rows"]) + sorted(set(card["output_by_source"]) - set(card["input_rows"]))
+    seen = set(card["output_by_source"]) | {d["source"] for d in card["dropped"]}
+    sources = list(card["input_rows"]) + sorted(seen - set(card["input_rows"]))  # + synthetic ones
     lines = [
         "| source | in | " + " | ".join(f"−{s}" for s in stages) + " | out | license |",
         "|---|" + "---:|" * (len(stages) + 2) + "---|",
@@ -108,10 +109,30 @@ def card_markdown(card: dict[str, Any], licenses: dict[str, str] | None = None) 
         for e in card["decontamination"]:
             note = e.get("note") or (f"{e['without_text']} records without text" if e["without_text"] else "")
             lines.append(f"| {e['name']} | {e['prompts'] or 0:,} | {e['rows_dropped']:,} | {note} |")
+    lines += _synthesis_lines(card.get("synthesis"))
     lines += _difficulty_lines(card)
     lines += ["", f"Peak RSS {card['peak_rss_mb']} MB; {card['seconds']['total']} s in all.", ""]
     lines += _sample_lines(card.get("samples", {}))
     return "\n".join(lines)
+
+
+def _synthesis_lines(synthesis: dict[str, Any] | None) -> list[str]:
+    """Counts of the synthesis stage and its examples: each written problem, its majority answer, its fate."""
+    if not synthesis:
+        return []
+    lines = ["", "## Synthesis", ""]
+    lines.append(
+        f"{synthesis['seeds']:,} seeds; {synthesis['written']:,} problems written ({synthesis['empty']:,} "
+        f"empty); {synthesis['with_a_majority_answer']:,} with a majority answer; "
+        f"{synthesis['passed_the_filter']:,} passed the verifiability filter (then dedupe, decontamination "
+        "and difficulty apply, in the table above)."
+    )
+    lines.append("")
+    for i, e in enumerate(synthesis["examples"], start=1):
+        problem = " ⏎ ".join(e["problem"][:_SAMPLE_CHARS].splitlines())
+        lines.append(f"{i}. {problem}")
+        lines.append(f"   **majority** `{e['answer']}` ({e['votes']} of {e['k']} votes) → {e['fate']}")
+    return lines
 
 
 def _difficulty_lines(card: dict[str, Any]) -> list[str]:
