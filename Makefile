@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 PIP_EXTRA ?=
 PYTEST_ARGS ?=
 
-# The environment the tests and the demo need, set here so CI and a developer's shell agree.
+# The environment the tests and the demo need, set here so CI and a developer's shell agree. Ray's token
+# auth stays on: every Ray instance rlvr starts (rlvr/cluster.py) makes its own token and listens on loopback.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
-export RAY_AUTH_MODE := disabled
 export VLLM_ENABLE_V1_MULTIPROCESSING := 0
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
@@ -36,7 +36,7 @@ test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The CPU recipe (SFT warm start, RL, held-out eval before/after) as a Ray job on a local head started and
-# stopped here; prints where the metrics, evaluations and plots are.
+# stopped here (loopback only, its own token); prints where the metrics, evaluations and plots are.
 demo: install
 	$(PY) -m rlvr.demo recipes/arithmetic.yaml
 

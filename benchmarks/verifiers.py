@@ -10,6 +10,9 @@ distinct, so no cache is warm from an earlier pair. Measured, each on the same p
   VerifierPool xN  a fresh pool with N worker processes: `verify_batch(pairs)` for answers/s; then one
                    `verify()` at a time on a second, disjoint set of pairs for the latency percentiles
 
+Real answers: rlvr and math-verify side by side, with false positives and negatives, on labelled public pairs
+(tests/data; see verifier_quality.py).
+
 Quality: for every gold answer (GSM8K train+test: the text after '####'; MATH train: the `answer` field),
 `verify("... \\boxed{" + gold + "}", gold)` must be "ok", and two perturbed golds must not be: the last digit
 changed (+1 mod 10) and the sign flipped. Failures are listed. The default mode checks a seeded sample of
@@ -32,6 +35,7 @@ import math
 import os
 import platform
 import random
+import runpy
 import subprocess
 import sys
 import time
@@ -547,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--skip-performance", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-real", action="store_true", help="skip the real-answer quality table")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--measure", choices=["math-verify", "inline", "pool"], help=argparse.SUPPRESS)
@@ -559,6 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     output["machine"] = machine()
     output["data_files"] = ["gsm8k_train.jsonl", "gsm8k_test.jsonl", "math_train.jsonl"]
+    if not args.skip_real:  # a module beside this script, whose folder is off the import path (see above)
+        output["real_answers"] = runpy.run_path(str(_HERE / "verifier_quality.py"))["section"]()
     if not args.skip_performance:
         perf = performance(args.pairs, args.workers, args.seed)
         perf["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -14,10 +14,10 @@ import ray
 import torch
 
 from rlvr.algorithm import logprob_mismatch
-from rlvr.cluster import free_ports
 from rlvr.config import RecipeConfig, VerifierConfig
 from rlvr.learner import Learner, LearnerSpec, TrainBatch, make_batch
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.restarts import RestartBudget, gather_with_restarts
 from rlvr.sampler import Item
 from rollout.types import Rollout
 from rollout.worker import RolloutWorker
@@ -34,7 +34,9 @@ def required_resources(recipe: RecipeConfig) -> dict[str, float]:
     """CPUs and GPUs the run's actors reserve (each learner rank and rollout worker takes one CPU)."""
     res = recipe.resources
     return {
-        "CPU": res.learner_workers + recipe.rollout.workers + res.cpus_per_verifier_worker,
+        "CPU": res.learner_workers
+        + recipe.rollout.workers
+        + recipe.verifier.workers * res.cpus_per_verifier_worker,
         "GPU": res.learner_workers * res.gpus_per_learner
         + recipe.rollout.workers * res.gpus_per_rollout_worker,
     }
@@ -73,16 +75,18 @@ def start_learners(recipe: RecipeConfig, spec: LearnerSpec) -> list[Any]:
     """`resources.learner_workers` Learner actors (one data-parallel group), each starting from
     `model.path` when the recipe has one (e.g. the SFT warm start), else from the same seeded init."""
     res = recipe.resources
-    url = f"tcp://127.0.0.1:{free_ports(1)[0]}"  # single-node rendezvous for the DP process group
     learner_cls = ray.remote(num_cpus=1, num_gpus=res.gpus_per_learner)(Learner)
     initial = None
     if recipe.model.path:
         initial = ray.put(Megrez2ForCausalLM.from_pretrained(recipe.model.path).state_dict())
     ranks = res.learner_workers
-    return [
-        learner_cls.remote(spec, rank=r, world_size=ranks, init_method=url, initial_state=initial)
-        for r in range(ranks)
+    learners = [
+        learner_cls.remote(spec, rank=r, world_size=ranks, initial_state=initial) for r in range(ranks)
     ]
+    if ranks > 1:  # the group meets at rank 0's node (any node of a multi-node cluster), on a port free there
+        url = ray.get(learners[0].rendezvous_address.remote())
+        ray.get([learner.join.remote(url) for learner in learners])
+    return learners
 
 
 def start_rollout_worker(
@@ -94,19 +98,20 @@ def start_rollout_worker(
     options: dict[str, Any] | None = None,
     num_gpus: float = 0,
 ) -> Any:
-    """A `RolloutWorker` actor (one CPU, `num_gpus` GPUs) holding `state` (weights or a ref to them)."""
-    return RolloutWorker.options(num_cpus=1, num_gpus=num_gpus).remote(
+    """A `RolloutWorker` actor (one CPU, `num_gpus` GPUs) holding `state` (weights or a ref to them). Ray
+    restarts it if its process dies; the caller then reloads the current weights (`rlvr/restarts.py`)."""
+    return RolloutWorker.options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1).remote(
         engine, model_config, state, stop_token_ids, pad_token_id, options=options
     )
 
 
 def start_verifier_worker(v: VerifierConfig, num_cpus: float = 1) -> Any:
-    """A `VerifierWorker` actor with `v.workers` processes per verifier: `v.name` (with `v.options`) for rows
-    naming none, a pool of its own for every other verifier the rows name; rewards from `v`."""
+    """A `VerifierWorker` actor with `v.processes` processes per verifier: `v.name` (with `v.options`) for
+    rows naming none, a pool of its own for every other verifier the rows name; rewards from `v`."""
     rewards = {"reward_correct": v.reward_correct, "reward_wrong": v.reward_wrong}
-    return VerifierWorker.options(num_cpus=num_cpus).remote(
+    return VerifierWorker.options(num_cpus=num_cpus, max_restarts=-1).remote(
         verifier=v.name,
-        num_workers=v.workers,
+        num_workers=v.processes,
         soft_timeout_s=v.soft_timeout_s,
         hard_timeout_s=v.hard_timeout_s,
         verifier_kwargs=v.options,
@@ -126,7 +131,11 @@ class TrainingActors:
     ) -> None:
         res = recipe.resources
         self.learners = start_learners(recipe, learner_spec(recipe, model_config))
-        state_ref = ray.put(self._full_state())
+        # the first weights stay referenced for the run: Ray restarts a dead rollout worker from its
+        # constructor arguments (then the current weights are loaded into it)
+        self.initial_state_ref = state_ref = ray.put(self._full_state())
+        self.state_ref = state_ref
+        self.restarts = RestartBudget(recipe.rollout.max_restarts, recipe.rollout.restart_window_s)
         self.rollout_workers = [
             start_rollout_worker(
                 recipe.rollout.engine,
@@ -139,7 +148,10 @@ class TrainingActors:
             )
             for _ in range(recipe.rollout.workers)
         ]
-        self.verifier_workers = [start_verifier_worker(recipe.verifier, res.cpus_per_verifier_worker)]
+        self.verifier_workers = [
+            start_verifier_worker(recipe.verifier, res.cpus_per_verifier_worker)
+            for _ in range(recipe.verifier.workers)
+        ]
 
     def generate(
         self,
@@ -152,21 +164,24 @@ class TrainingActors:
     ) -> list[Rollout]:
         """n rollouts per prompt, prompt-major, prompts spread over the rollout workers. `seeds` has one
         stream seed per prompt, so what a prompt gets does not depend on which worker served it."""
-        shards = _split(list(range(len(prompts))), len(self.rollout_workers))
-        futures = [
-            worker.generate.remote(
-                [prompts[i] for i in shard],
-                n,
-                max_new_tokens,
-                temperature,
-                None if seeds is None else [seeds[i] for i in shard],
-                top_p,
+        shards = [s for s in _split(list(range(len(prompts))), len(self.rollout_workers)) if s]
+
+        def send(k: int) -> Any:
+            shard = [prompts[i] for i in shards[k]]
+            shard_seeds = None if seeds is None else [seeds[i] for i in shards[k]]
+            return self.rollout_workers[k].generate.remote(
+                shard, n, max_new_tokens, temperature, shard_seeds, top_p
             )
-            for worker, shard in zip(self.rollout_workers, shards, strict=True)
-            if shard
-        ]
+
+        def redo(k: int) -> Any:  # a restarted engine starts from its first weights: bring it up to date
+            ray.get(self.rollout_workers[k].update_weights.remote(self.state_ref))
+            return send(k)
+
+        parts = gather_with_restarts(
+            [send(k) for k in range(len(shards))], redo, self.restarts, "rollout worker"
+        )
         rollouts: list[Rollout] = []
-        for shard, part in zip([s for s in shards if s], ray.get(futures), strict=True):
+        for shard, part in zip(shards, parts, strict=True):
             for r in part:
                 r.prompt_index = shard[r.prompt_index]
                 rollouts.append(r)
@@ -174,13 +189,17 @@ class TrainingActors:
 
     def verify(self, items: list[Item], specs: list[str | None]) -> list[Result]:
         """One Result per (response, gold, meta) item, in order; specs[i] is item i's verifier."""
-        shards = _split(list(range(len(items))), len(self.verifier_workers))
-        futures = [
-            w.verify_batch.remote([items[i] for i in s], [specs[i] for i in s])
-            for w, s in zip(self.verifier_workers, shards, strict=True)
-            if s
-        ]
-        return [r for part in ray.get(futures) for r in part]
+        shards = [s for s in _split(list(range(len(items))), len(self.verifier_workers)) if s]
+
+        def send(k: int) -> Any:
+            return self.verifier_workers[k].verify_batch.remote(
+                [items[i] for i in shards[k]], [specs[i] for i in shards[k]]
+            )
+
+        parts = gather_with_restarts(
+            [send(k) for k in range(len(shards))], send, self.restarts, "verifier worker"
+        )
+        return [r for part in parts for r in part]
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
         """One learner step on `batch` (B sequences); each rank takes a contiguous shard of them. Returns the
@@ -210,8 +229,11 @@ class TrainingActors:
 
     def sync_weights(self) -> float:
         """Rank 0's weights into every rollout engine, in place; returns the slowest sync in seconds."""
-        state_ref = ray.put(self._full_state())
-        return max(ray.get([w.update_weights.remote(state_ref) for w in self.rollout_workers]))
+        self.state_ref = ray.put(self._full_state())
+        # a worker that died since its last call is restarted by Ray and loads the same weights
+        load = lambda k: self.rollout_workers[k].update_weights.remote(self.state_ref)  # noqa: E731
+        futures = [load(k) for k in range(len(self.rollout_workers))]
+        return max(gather_with_restarts(futures, load, self.restarts, "rollout worker"))
 
     def _full_state(self) -> dict[str, torch.Tensor]:
         # every rank must take part (with FSDP the shards are gathered); rank 0's copy is used

@@ -1,4 +1,4 @@
-"""The `rlvr` command line: train, sft, eval, verify, submit, plot (`rlvr COMMAND --help`)."""
+"""The `rlvr` command line: train, sft, eval, verify, submit, plot, data, model (`rlvr COMMAND --help`)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,23 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from rlvr.show import render
+
+    try:
+        print(render(args.run_dir, args.step))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_model_import(args: argparse.Namespace) -> int:
+    from rlvr.model.import_cli import run_import
+
+    return run_import(args)
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlvr.plot import plot_run
 
@@ -227,6 +244,11 @@ def _add_tool_commands(commands: Any) -> None:
     verify.add_argument("--json", action="store_true", help="print the Result as JSON")
     verify.set_defaults(func=cmd_verify)
 
+    show = commands.add_parser("show", help="print a step's sample dump: prompts, responses, rewards")
+    show.add_argument("run_dir", help="run directory (its samples/ folder)")
+    show.add_argument("--step", type=int, help="the step; default the newest dump")
+    show.set_defaults(func=cmd_show)
+
     plot = commands.add_parser("plot", help="write PNG curves of a run's metrics into RUN_DIR/plots")
     plot.add_argument("run_dir", help="run directory holding metrics.jsonl (and eval*.json)")
     plot.add_argument("--out", help="output folder; default RUN_DIR/plots")
@@ -239,6 +261,20 @@ def _add_tool_commands(commands: Any) -> None:
     build.add_argument("recipe", help="YAML data recipe, e.g. recipes/data.yaml")
     build.add_argument("overrides", nargs="*", help="dotted overrides such as difficulty.k=4")
     build.set_defaults(func=cmd_data_build)
+    _add_model_commands(commands)
+
+
+def _add_model_commands(commands: Any) -> None:
+    from rlvr.model.import_cli import add_import_arguments
+
+    model = commands.add_parser("model", help="bring models into Megrez2 form").add_subparsers(
+        dest="model_command", required=True
+    )
+    model_import = model.add_parser(
+        "import", help="a Llama-family HF folder, GGUF file or package as an upcycled Megrez2 checkpoint"
+    )
+    add_import_arguments(model_import)
+    model_import.set_defaults(func=cmd_model_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

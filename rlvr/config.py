@@ -161,7 +161,12 @@ class VerifierConfig(Section):
         description="verifier of rows that name none: a registered name, entry point or 'pkg.module:obj'",
     )
     workers: int = Field(
-        2, ge=1, description="processes in each VerifierPool (one pool per verifier the rows name)"
+        1, ge=1, description="VerifierWorker actors; each step's answers are spread over them"
+    )
+    processes: int = Field(
+        2,
+        ge=1,
+        description="processes of each VerifierPool in an actor (one pool per verifier the rows name)",
     )
     soft_timeout_s: float = Field(5.0, gt=0, description="a verification over this returns status 'timeout'")
     hard_timeout_s: float | None = Field(
@@ -210,6 +215,13 @@ class RolloutConfig(Section):
         True, description="after each weight sync, compare learner and engine logprobs on fixed prompts"
     )
     parity_prompts: int = Field(8, ge=1, description="prompts in the parity probe (from the train set)")
+    max_restarts: int = Field(
+        3,
+        ge=0,
+        description="rollout/verifier worker deaths survived within restart_window_s (restart, reload, "
+        "resend); one more checkpoints and stops the run",
+    )
+    restart_window_s: float = Field(600.0, gt=0, description="the window of max_restarts, in seconds")
 
 
 class AlgorithmConfig(Section):
@@ -238,6 +250,15 @@ class AlgorithmConfig(Section):
         None,
         gt=0,
         description="truncated IS: weight tokens by min(π_learner / π_engine, cap); null = off",
+    )
+    dynamic_sampling: bool = Field(
+        False,
+        description="drop groups whose samples all got one reward and refill the step with fresh prompts",
+    )
+    max_sampling_rounds: int = Field(
+        4,
+        ge=1,
+        description="dynamic sampling: generation rounds per step at most (then train on what is kept)",
     )
 
     @model_validator(mode="after")
@@ -276,6 +297,17 @@ class TrainerConfig(Section):
     )
     eval_k: int = Field(4, ge=1, description="samples per held-out prompt (pass@1 and pass@k at T=1.0)")
     resume: Literal["auto", "never"] = Field("auto", description="auto: continue from the newest checkpoint")
+    keep_last: int = Field(
+        3,
+        ge=0,
+        description="checkpoints kept: older ones are deleted once a new one is complete; 0 keeps all",
+    )
+    dump_every: int = Field(
+        10,
+        ge=0,
+        description="every k steps, write a few groups' prompts, responses and rewards (rlvr show); 0: off",
+    )
+    dump_groups: int = Field(4, ge=1, description="groups per sample dump")
     on_data_change: Literal["error", "new_epoch"] = Field(
         "error",
         description="resuming over a changed prompt set: error stops; new_epoch starts a fresh epoch of it",

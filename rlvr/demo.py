@@ -2,9 +2,10 @@
 
     python -m rlvr.demo [RECIPE] [key=value ...]
 
-Starts `ray start --head` on free ports, submits `rlvr train RECIPE` through the Jobs API (`rlvr submit`),
-streams the job's logs, stops the head, draws the run's curves (`rlvr plot`) and prints where the metrics,
-held-out evaluations and plots are.
+Starts `ray start --head` on loopback and free ports with a fresh token (`rlvr.cluster.local_head`),
+submits `rlvr train RECIPE` through the Jobs API (`rlvr submit`, handed that token), streams the job's logs,
+stops the head, draws the run's curves (`rlvr plot`) and prints where the metrics, held-out evaluations and
+plots are.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipe = args.pop(0) if args and not args[0].count("=") else DEFAULT_RECIPE
     run_dir = load_recipe(recipe, args).run.dir.resolve()
     overrides = [*args, f"run.output_dir={run_dir}"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the job runs `rlvr`
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # this client talks to the head just started, without a token
     print(f"demo: starting a local Ray head, then `rlvr train {recipe}` as a Ray job", flush=True)
-    with local_head(env, num_cpus=max(4, os.cpu_count() or 1)) as address:
-        code = submit(recipe, overrides, address=address, wait=True)
+    with local_head(env, num_cpus=max(4, os.cpu_count() or 1)) as head:
+        for name in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+            os.environ.pop(name, None)  # this client talks to the head just started, with its token
+        if head.token_path:
+            os.environ["RAY_AUTH_TOKEN_PATH"] = str(head.token_path)
+        code = submit(recipe, overrides, address=head.address, wait=True)
     if code != 0:
         print(f"demo: the job failed (exit {code}); its outputs so far are in {run_dir}")
         return code

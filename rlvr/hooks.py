@@ -4,12 +4,14 @@ held-out evaluation, and checkpoints. Each is a `Hook` the `Trainer` calls at fi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
 from rlvr.data import fingerprint, load_prompts
 from rlvr.evaluate import evaluate, write_result
+from rlvr.sampler import ScoredRollout
 from rlvr.seeds import prompt_seeds
 
 if TYPE_CHECKING:
@@ -87,10 +89,14 @@ class CheckpointHook(Hook):
     mid-write never leaves a checkpoint that `resume: auto` would pick."""
 
     def after_step(self, step: int) -> None:
+        cfg = self.trainer.recipe.trainer
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            self.save(step)
+
+    def save(self, step: int) -> None:
+        """A checkpoint of the learner's state now, labelled `step`."""
         t = self.trainer
         cfg = t.recipe.trainer
-        if step % cfg.save_every and step != cfg.steps:
-            return
         path = t.run_dir / "checkpoints" / f"step_{step}"
         partial = path.with_name(path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -102,3 +108,44 @@ class CheckpointHook(Hook):
         (partial / "trainer_state.json").write_text(json.dumps(state))
         shutil.rmtree(path, ignore_errors=True)
         partial.rename(path)
+        self.retire(cfg.keep_last)
+
+    def retire(self, keep: int) -> None:
+        """Deletes complete step folders beyond the newest `keep` (0 keeps all)."""
+        folders = self.trainer.run_dir.glob("checkpoints/step_*")
+        steps = sorted((int(m.group(1)), p) for p in folders if (m := re.fullmatch(r"step_(\d+)", p.name)))
+        for _, old in steps[:-keep] if keep else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class SampleDumpHook(Hook):
+    """Every `trainer.dump_every` steps, the first `trainer.dump_groups` groups of the step as JSONL in
+    `<run>/samples/step_N.jsonl`: prompt, response, reward, status, extracted answer (for `rlvr show`)."""
+
+    def after_step(self, step: int) -> None:
+        t = self.trainer
+        cfg = t.recipe.trainer
+        if not cfg.dump_every or step % cfg.dump_every:
+            return
+        n = t.settings.n
+        rows = [sample_record(s, i // n) for i, s in enumerate(t.last_drawn[: cfg.dump_groups * n])]
+        path = t.run_dir / "samples" / f"step_{step}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def sample_record(s: ScoredRollout, group: int) -> dict[str, Any]:
+    """One dumped sample."""
+    return {
+        "group": group,
+        "id": s.row.id,
+        "source": s.row.source,
+        "prompt": s.row.prompt,
+        "answer": s.row.answer,
+        "response": s.text,
+        "reward": s.reward,
+        "status": s.result.status,
+        "extracted": s.result.extracted,
+        "verifier": s.verifier,
+        "finish_reason": s.rollout.finish_reason,
+    }

@@ -33,9 +33,9 @@ from rlvr.config import (
     RolloutConfig,
     SFTConfig,
 )
-from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, token_logprobs
+from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, max_violation, token_logprobs
 from rlvr.model.sampling import processed_logits, sampled_logprobs
-from rlvr.parallel import DataParallel, grad_norm
+from rlvr.parallel import DataParallel, free_port, grad_norm
 from rlvr.seeds import derive_seed
 from rollout.types import Rollout
 
@@ -184,8 +184,10 @@ class Learner:
         init_method: str | None = None,
         initial_state: dict[str, Tensor] | None = None,
     ) -> None:
+        """Builds the model (every rank the same initial weights, or `initial_state`). With several ranks, no
+        `init_method` and no process group yet, the rank waits for `join` (the trainer first asks rank 0 for
+        its address)."""
         self.spec, self.device = spec, spec.device
-        self.parallel = DataParallel.join(rank, world_size, init_method, self.device, spec.resources.fsdp)
         self.rank, self.world_size = rank, world_size
         torch.manual_seed(derive_seed(spec.seed, "init"))  # every rank builds the same initial weights
         config = dataclasses.replace(
@@ -196,13 +198,34 @@ class Learner:
             self.model.load_state_dict(initial_state)
         # the KL penalty's reference: a frozen copy of the start policy, only when the penalty is on
         self.reference = copy.deepcopy(self.model).eval() if spec.algorithm.kl_coef > 0 else None
-        self.parallel.shard(self.model, self.device)
         if self.reference is not None:
             self.reference.requires_grad_(False)
-            self.parallel.shard(self.reference, self.device)
-        o = spec.optim
-        self.optimizer, self.scheduler = adamw(self.model, o.lr, o.betas, o.weight_decay, o.warmup_steps)
         self.steps = 0
+        self.expert_counts: Tensor | None = None  # (L, E) this step's tokens per expert, for the load metric
+        if world_size == 1 or init_method is not None or torch.distributed.is_initialized():
+            self.join(init_method)
+
+    def rendezvous_address(self) -> str:
+        """`tcp://IP:PORT` on this rank's node, a port free there now: where the other ranks meet rank 0."""
+        import ray
+
+        return f"tcp://{ray.util.get_node_ip_address()}:{free_port()}"
+
+    def join(self, init_method: str | None) -> None:
+        """Joins the data-parallel group at `init_method`, shards the model (FSDP2) and builds the optimiser,
+        which must see the sharded parameters."""
+        fsdp = self.spec.resources.fsdp
+        self.parallel = DataParallel.join(self.rank, self.world_size, init_method, self.device, fsdp)
+        self.parallel.shard(self.model, self.device)
+        if self.reference is not None:
+            self.parallel.shard(self.reference, self.device)
+        o = self.spec.optim
+        self.optimizer, self.scheduler = adamw(self.model, o.lr, o.betas, o.weight_decay, o.warmup_steps)
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     @property
     def fsdp(self) -> bool:
@@ -215,7 +238,11 @@ class Learner:
     def _scored(self, model: Megrez2ForCausalLM, micro: TrainBatch) -> tuple[Tensor, Tensor]:
         """(logits of the sampled distribution, log π of the taken tokens), both (b, L-1)."""
         with self._autocast():
-            raw = model(micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]
+            out = model(micro.input_ids, attention_mask=micro.attention_mask)
+        if out.expert_counts is not None and model is self.model:  # tokens per expert per MoE layer
+            counts = out.expert_counts.detach().cpu()
+            self.expert_counts = counts if self.expert_counts is None else self.expert_counts + counts
+        raw = out.logits[:, :-1]
         r = self.spec.rollout
         logits = processed_logits(raw, r.temperature, r.top_p)
         logp = sampled_logprobs(logits, micro.input_ids[:, 1:])  # already processed: T = 1, top_p = 1
@@ -243,7 +270,7 @@ class Learner:
         """
         batch = batch.to(self.device)
         algorithm = self.spec.algorithm
-        start = time.perf_counter()
+        start, self.expert_counts = time.perf_counter(), None
         if algorithm.old_logprobs == "recompute":
             batch.old_logp = self.logprobs(batch)
         if self.reference is not None:
@@ -272,8 +299,17 @@ class Learner:
             logprob_gap=float(gap[0] / gap[1].clamp_min(1.0)),
             time_logprob_s=logprob_s,
             time_train_s=time.perf_counter() - start - logprob_s,
+            **self._load_metrics(),
         )
         return metrics
+
+    def _load_metrics(self) -> dict[str, Any]:
+        """Expert load of this step's forward passes: max violation (max load − mean) / mean per MoE layer
+        (this rank's tokens), and its worst layer."""
+        if self.expert_counts is None:
+            return {}
+        per_layer = [round(float(v), 4) for v in max_violation(self.expert_counts)]
+        return {"expert_load_max_violation": max(per_layer), "expert_load_max_violation_by_layer": per_layer}
 
     def _optimiser_step(self, batch: TrainBatch) -> tuple[float, dict[str, Tensor], float]:
         num_tokens = self.parallel.sum(batch.response_mask.sum().clone()).clamp_min(1.0)

@@ -51,8 +51,22 @@ def rollout_metrics(scored: Sequence[ScoredRollout], n: int) -> dict[str, float 
         "response_len_wrong": _mean_length(wrong),
         "truncated": sum(s.rollout.finish_reason == "length" for s in scored) / len(scored),
         **{f"status_{st}": sum(s.result.status == st for s in scored) for st in STATUSES},
+        **{f"solved_{c}_of_{n}": sum(x == c for x in solved) for c in range(n + 1)},  # groups by solve count
         **verifier_metrics(scored),
+        **source_metrics(scored),
     }
+
+
+def source_metrics(scored: Sequence[ScoredRollout]) -> dict[str, float]:
+    """Mean reward per source of the prompts (`source_<name>_reward`)."""
+    by_source: dict[str, list[float]] = {}
+    for s in scored:
+        by_source.setdefault(s.row.source or "unknown", []).append(s.reward)
+    return {f"source_{_key(name)}_reward": sum(r) / len(r) for name, r in sorted(by_source.items())}
+
+
+def _key(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
 
 
 def _mean_length(scored: Sequence[ScoredRollout]) -> float | None:
@@ -95,9 +109,18 @@ class MetricsLog:
 
 def console_line(m: dict[str, Any]) -> str:
     parity = f"parity {m['parity_max_abs']:.1e}  " if "parity_max_abs" in m else ""
+    kept = (
+        f"groups {m['groups_kept']}/{m['groups_kept'] + m['groups_dropped']}  "
+        if m.get("groups_dropped")
+        else ""
+    )
+    update = (
+        f"loss {m['loss']:+.4f}  kl {m['approx_kl']:.2e}  clip {m['clip_low'] + m['clip_high']:.3f}  "
+        if "loss" in m
+        else "no update (no group with signal)  "
+    )
     return (
         f"step {m['step']:>4}  reward {m['reward_mean']:+.3f}  acc {m['accuracy']:.3f}  "
-        f"len {m['response_len']:.1f}  loss {m['loss']:+.4f}  kl {m['approx_kl']:.2e}  "
-        f"clip {m['clip_low'] + m['clip_high']:.3f}  sync {m['time_sync_s']:.2f}s  {parity}"
+        f"len {m['response_len']:.1f}  {kept}{update}sync {m['time_sync_s']:.2f}s  {parity}"
         f"{m['time_step_s']:.1f}s"
     )

@@ -89,3 +89,12 @@ class DataParallel:
 def grad_norm(value: Tensor) -> float:
     """A clip_grad_norm_ result as a float (a DTensor under FSDP)."""
     return float(value.full_tensor() if hasattr(value, "full_tensor") else value)
+
+
+def free_port(host: str = "") -> int:
+    """A TCP port free on this machine right now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

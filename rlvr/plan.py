@@ -55,7 +55,9 @@ def check_verifier(config: RecipeConfig, report: PlanReport) -> None:
     except (ValueError, TypeError, ImportError) as exc:
         report.errors.append(f"verifier.name: {exc}")
         return
-    report.lines.append(f"verifier: {v.name} ({v.workers} processes, soft limit {v.soft_timeout_s}s)")
+    report.lines.append(
+        f"verifier: {v.name} ({v.workers} actor(s) x {v.processes} processes, soft limit {v.soft_timeout_s}s)"
+    )
 
 
 def describe_model(config: RecipeConfig, report: PlanReport) -> None:
@@ -110,7 +112,7 @@ def actor_plan(config: RecipeConfig) -> list[str]:
     gpus = res.learner_workers * res.gpus_per_learner + r.workers * res.gpus_per_rollout_worker
     return [
         f"rollout workers: {r.workers} x {r.engine} engine, {res.gpus_per_rollout_worker} GPU each",
-        f"verifier workers: 1 x VerifierPool({config.verifier.workers} processes)",
+        f"verifier workers: {config.verifier.workers} x VerifierPool({config.verifier.processes} processes)",
         f"learners: {res.learner_workers} rank(s), {res.gpus_per_learner} GPU each",
         f"per step: {r.prompts_per_step} prompts x {r.n} samples = {r.prompts_per_step * r.n} rollouts",
         f"GPUs: {gpus:g} in all",

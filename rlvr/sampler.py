@@ -147,7 +147,7 @@ def verifier_metrics(scored: Sequence[ScoredRollout]) -> dict[str, float]:
         by_spec.setdefault(s.verifier, []).append(s.result.correct)
     out: dict[str, float] = {}
     for spec, correct in sorted(by_spec.items()):
-        name = "".join(c if c.isalnum() else "_" for c in spec)
+        name = "".join(c if c.isalnum() else "_" for c in spec)  # metric keys: letters, digits, _
         out[f"verifier_{name}_count"] = len(correct)
         out[f"verifier_{name}_accuracy"] = sum(correct) / len(correct)
     return out

@@ -4,20 +4,24 @@ The same as `ray job submit --working-dir . --runtime-env-json '{"excludes": [..
 plus: the recipe is validated locally before anything is uploaded, the job's logs are streamed, and the exit
 code follows the job (0 when it SUCCEEDED, 1 otherwise).
 
-Authentication (Ray turns on token auth by default for new clusters): with `RAY_AUTH_MODE=disabled` no
-token is sent; with `RAY_AUTH_MODE=token` Ray's client sends the token from `RAY_AUTH_TOKEN`, the file named
-by `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`; with `RAY_AUTH_MODE` unset, a token found in those places is
-sent (a cluster without auth ignores it). A missing or rejected token ends with a message saying what to set.
+Authentication: the head says whether it wants a token (its public /api/authentication_mode). One that does
+gets the token found here as Ray looks for it (`RAY_AUTH_TOKEN`, the file named by `RAY_AUTH_TOKEN_PATH`,
+`~/.ray/auth_token`); without one, nothing is uploaded and the message says where to put it. A head without
+auth gets no token, and one beyond loopback is named in a warning. Credential files never travel with the
+upload (CREDENTIAL_EXCLUDES).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shlex
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +47,28 @@ EXCLUDES = [
     ".ruff_cache",
     ".hypothesis",
 ]
+# Credentials, wherever they sit in the working directory, never leave this machine with the upload: dotenv
+# files, netrc and other tool logins, SSH and cloud key folders, private keys and certificates, Ray tokens.
+# wandb's settings (wandb/settings) go with the `wandb` folder above.
+CREDENTIAL_EXCLUDES = [
+    ".env",
+    ".env.*",
+    ".envrc",
+    ".netrc",
+    "_netrc",
+    ".git-credentials",
+    ".pypirc",
+    ".ssh",
+    ".aws",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "auth_token",
+]
 # Set on the job's driver when set here: offline switches and logging modes, never secrets.
 FORWARDED_ENV = (
     "HF_HUB_OFFLINE",
@@ -53,11 +79,21 @@ FORWARDED_ENV = (
     "VLLM_ENABLE_V1_MULTIPROCESSING",
 )
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+TOKEN_SOURCES = (
+    "RAY_AUTH_TOKEN=<token>, or a file readable only by you named by RAY_AUTH_TOKEN_PATH, or "
+    "~/.ray/auth_token (`ray get-auth-token` prints the token on the head; see docs/cluster.md, "
+    "'Token authentication')"
+)
+NO_TOKEN = (
+    "the Ray cluster at {address} asks for a token (token authentication) and none was found here; nothing "
+    "was uploaded. Provide the cluster's token as " + TOKEN_SOURCES
+)
 AUTH_HINT = (
-    "the Ray cluster at {address} rejected the request ({reason}).\n"
-    "If it uses token authentication, set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN "
-    "(or a file named by RAY_AUTH_TOKEN_PATH, default ~/.ray/auth_token; `ray get-auth-token` prints it on "
-    "the head)."
+    "the Ray cluster at {address} rejected the request ({reason}).\nProvide its token as " + TOKEN_SOURCES
+)
+NO_AUTH_WARNING = (
+    "warning: the Ray cluster at {address} has token authentication off: anyone who can reach it can run "
+    "code as you there. Restart it with RAY_AUTH_MODE=token (docs/cluster.md, 'Token authentication')."
 )
 
 
@@ -80,8 +116,9 @@ def is_local_address(address: str) -> bool:
 
 
 def runtime_env(working_dir: str | Path = ".") -> dict[str, Any]:
-    """The job's runtime_env: the working directory minus EXCLUDES, and FORWARDED_ENV values set here."""
-    env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES)}
+    """The job's runtime_env: the working directory minus EXCLUDES and CREDENTIAL_EXCLUDES, and the
+    FORWARDED_ENV values set here."""
+    env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": [*EXCLUDES, *CREDENTIAL_EXCLUDES]}
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     if env_vars:
         env["env_vars"] = env_vars
@@ -93,14 +130,51 @@ def entrypoint(recipe: str, overrides: Sequence[str]) -> str:
     return shlex.join(["rlvr", "train", recipe, *overrides])
 
 
-def auth_headers() -> dict[str, str]:
-    """An Authorization header if RAY_AUTH_MODE is unset and a token is at hand (token mode: Ray adds it)."""
-    if os.environ.get("RAY_AUTH_MODE"):
+def local_token() -> str | None:
+    """The cluster token held here, looked up in Ray's order: `RAY_AUTH_TOKEN`, the file `RAY_AUTH_TOKEN_PATH`
+    names, `~/.ray/auth_token`; None when there is none. Raises SubmitError when RAY_AUTH_TOKEN_PATH names a
+    missing or empty file (Ray refuses that too)."""
+    if token := os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return token
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named) if named else Path.home() / ".ray" / "auth_token"
+    token = path.read_text().strip() if path.is_file() else ""
+    if named and not token:
+        raise SubmitError(f"RAY_AUTH_TOKEN_PATH is set but {named} is missing or empty")
+    return token or None
+
+
+def head_auth_mode(address: str, timeout_s: float = 10.0) -> str | None:
+    """What the Jobs API at `address` says of its authentication: "token", "disabled", or None when it does
+    not say (a Ray without the endpoint, or an address that is not http(s)). Raises SubmitError when nothing
+    answers there."""
+    url = address if "://" in address else f"http://{address}"
+    if urlparse(url).scheme not in ("http", "https"):
+        return None
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/authentication_mode", timeout=timeout_s) as reply:
+            return json.load(reply).get("authentication_mode")
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise SubmitError(
+            f"cannot reach the Ray Jobs API at {address} ({exc}); start a head with `ray start --head` "
+            "or pass --address / set RAY_ADDRESS to the cluster's dashboard (http://HEAD:8265)"
+        ) from None
+
+
+def auth_headers(address: str, mode: str | None, token: str | None) -> dict[str, str]:
+    """The headers for the head at `address`, which reported `mode` (`head_auth_mode`).
+
+    A head that asks for a token gets `token`; SubmitError (NO_TOKEN, saying how to provide one) when there is
+    none. A head without auth gets no token, with NO_AUTH_WARNING on stderr when it is beyond loopback. A head
+    that does not say gets the token if there is one."""
+    if mode == "token" and not token:
+        raise SubmitError(NO_TOKEN.format(address=address))
+    if mode == "disabled":
+        if not is_local_address(address):
+            print(NO_AUTH_WARNING.format(address=address), file=sys.stderr)
         return {}
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if not token:
-        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-        token = path.read_text().strip() if path.is_file() else ""
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -141,20 +215,19 @@ def _address_env_cleared() -> Iterator[None]:
 
 
 def connect(address: str) -> Any:
-    """A JobSubmissionClient for `address`; SubmitError when it is unreachable or refuses our credentials."""
+    """A JobSubmissionClient for `address`, with the token if the head asks for one; SubmitError when it is
+    unreachable, asks for a token there is none of here, or refuses the one sent."""
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
+    headers = auth_headers(address, head_auth_mode(address), local_token())
     try:
         with _address_env_cleared():
-            return JobSubmissionClient(address, headers=auth_headers())
+            return JobSubmissionClient(address, headers=headers)
     except AuthenticationError as exc:
         raise SubmitError(AUTH_HINT.format(address=address, reason=str(exc).splitlines()[0])) from None
     except ConnectionError as exc:
-        raise SubmitError(
-            f"cannot reach the Ray Jobs API at {address} ({exc}); start a head with `ray start --head` "
-            "or pass --address / set RAY_ADDRESS to the cluster's dashboard (http://HEAD:8265)"
-        ) from None
+        raise SubmitError(f"cannot reach the Ray Jobs API at {address} ({exc})") from None
 
 
 def _submit_job(client: Any, command: str, env: dict[str, Any], patience_s: float = 45.0) -> str:
@@ -224,7 +297,11 @@ def submit(
     client = connect(address)
     command = entrypoint(recipe_rel, job_overrides)
     _quiet_packaging_logs()
-    print(f"uploading {Path(working_dir).resolve()} (without {', '.join(EXCLUDES)})", flush=True)
+    print(
+        f"uploading {Path(working_dir).resolve()} (without {', '.join(EXCLUDES)}; "
+        f"nor credential files: {', '.join(CREDENTIAL_EXCLUDES)})",
+        flush=True,
+    )
     try:
         job_id = _submit_job(client, command, runtime_env(working_dir))
     except AuthenticationError as exc:

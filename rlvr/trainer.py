@@ -12,6 +12,7 @@ import json
 import random
 import re
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from rlvr.algorithm import ADVANTAGES, response_mask
 from rlvr.cluster import check_resources, ensure_ray
 from rlvr.config import RecipeConfig
 from rlvr.data import PromptRow, fingerprint, load_prompts
-from rlvr.hooks import CheckpointHook, EvalHook, Hook, ParityHook
+from rlvr.dynamic_sampling import collect_groups
+from rlvr.hooks import CheckpointHook, EvalHook, Hook, ParityHook, SampleDumpHook
 from rlvr.learner import make_batch, model_config_for
 from rlvr.metrics import MetricsLog, Timer, rollout_metrics
+from rlvr.restarts import WorkerFailures
 from rlvr.sampler import PromptFormat, Sampler, SamplingSettings, ScoredRollout
 from rlvr.seeds import derive_seed, prompt_seeds
 from rlvr.sft import run_sft, sft_dir
@@ -89,6 +92,7 @@ class Trainer:
         self.run_dir = recipe.run.dir
         self.start_step = 0
         self.hooks: list[Hook] = []
+        self.updated = False  # whether the current step's learner update has run
 
     def setup(self) -> None:
         recipe = self.recipe
@@ -108,36 +112,61 @@ class Trainer:
         r = recipe.rollout
         self.settings = SamplingSettings(r.n, r.max_new_tokens, r.temperature, r.top_p)
         self._resume()
-        self.hooks = [ParityHook(self), EvalHook(self), CheckpointHook(self)]
+        self.hooks = [ParityHook(self), EvalHook(self), CheckpointHook(self), SampleDumpHook(self)]
+        self.last_drawn: list[ScoredRollout] = []  # the latest step's rollouts, for the sample dump
         wandb_config = recipe.to_dict() if recipe.trainer.wandb else None
         self.log = MetricsLog(self.run_dir, wandb_config, recipe.run.name)
 
     def step(self, step: int) -> dict[str, Any]:
         """One RL step (phases 1-6); returns its metrics."""
-        timer, n = Timer(), self.settings.n
-        with timer("rollout"):  # 1-2: prompts, then n responses each from the current policy
-            prompts = self.prompts.next(self.recipe.rollout.prompts_per_step)
-            seeds = prompt_seeds(self.recipe.run.seed, "rollout", step, len(prompts))
-            rollouts = self.sampler.generate(prompts, self.settings, seeds)
-        with timer("verify"):  # 3: a reward per response, each by its row's verifier
-            scored = self.sampler.score(prompts, rollouts)
+        timer, a = Timer(), self.recipe.algorithm
+        # 1-3: prompts, n responses each, a reward per response (with dynamic sampling, groups that carry no
+        # signal are dropped and refilled with fresh prompts)
+        draw, want = partial(self.draw, step, timer=timer), self.recipe.rollout.prompts_per_step
+        scored, drawn, sampling = collect_groups(
+            draw, want, self.settings.n, a.dynamic_sampling, a.max_sampling_rounds
+        )
         with timer("advantages"):  # 4: group baseline, spread over the tokens by GAE(γ, λ)
             advantages, advantage_metrics = self.advantages(scored)
         with timer("update"):  # 5: PPO epochs over the batch
-            update = self.actors.update(make_batch(rollouts, advantages, self.tokenizer.pad_token_id))
+            update = self.update(scored, advantages)
         with timer("sync"):  # 6: the new weights into every rollout engine, in place
             self.actors.sync_weights()
-        metrics = {"step": step, "time": time.time(), **rollout_metrics(scored, n), **advantage_metrics}
-        metrics.update(update)
+        self.last_drawn = drawn
+        metrics = {"step": step, "time": time.time(), **rollout_metrics(drawn, self.settings.n)}
+        metrics.update({**sampling, **advantage_metrics, **update})
         for hook in self.hooks:
             metrics.update(hook.after_sync(step))  # the parity probe, on the synced weights
-        metrics.update(timer.total())
-        metrics["rollout_tokens_per_s"] = metrics["response_len"] * len(rollouts) / metrics["time_rollout_s"]
+        restarts = {f"restarts_{kind.replace(' ', '_')}": n for kind, n in self.actors.restarts.total.items()}
+        return {**metrics, **restarts, **timer.total(), **self.throughput(drawn, timer)}
+
+    def draw(self, step: int, count: int, offset: int, timer: Timer) -> list[ScoredRollout]:
+        """Phases 1-3 for `count` new prompts, the `offset`-th onwards of this step (their seeds)."""
+        with timer("rollout"):  # 1-2: prompts, then n responses each from the current policy
+            prompts = self.prompts.next(count)
+            seeds = prompt_seeds(self.recipe.run.seed, "rollout", step, count, first=offset)
+            rollouts = self.sampler.generate(prompts, self.settings, seeds)
+        with timer("verify"):  # 3: a reward per response, each by its row's verifier
+            return self.sampler.score(prompts, rollouts)
+
+    def update(self, scored: list[ScoredRollout], advantages: torch.Tensor) -> dict[str, float]:
+        """The learner step on the scored rollouts; none (dynamic sampling found no signal): no update."""
+        if not scored:
+            return {"update_skipped": 1.0}
+        batch = make_batch([s.rollout for s in scored], advantages, self.tokenizer.pad_token_id)
+        metrics = self.actors.update(batch)
+        self.updated = True
         return metrics
+
+    def throughput(self, scored: list[ScoredRollout], timer: Timer) -> dict[str, float]:
+        tokens = sum(len(s.rollout.response_ids) for s in scored)
+        return {"rollout_tokens_per_s": tokens / max(timer.seconds.get("time_rollout_s", 0.0), 1e-9)}
 
     def advantages(self, scored: list[ScoredRollout]) -> tuple[torch.Tensor, dict[str, float]]:
         """Per-token advantages (B, R) of the step's rewards by the recipe's estimator."""
         a = self.recipe.algorithm
+        if not scored:
+            return torch.zeros(0, 0), {}
         rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
         mask = response_mask([len(s.rollout.response_ids) for s in scored])
         estimator = ADVANTAGES[a.advantage]
@@ -149,17 +178,29 @@ class Trainer:
         """Runs the recipe to `trainer.steps`; returns the last step's metrics."""
         self.setup()
         metrics: dict[str, Any] = {}
+        step = self.start_step
         try:
             for hook in self.hooks:
                 hook.before_training(self.start_step)
             for step in range(self.start_step + 1, self.recipe.trainer.steps + 1):
+                self.updated = False
                 metrics = self.step(step)
                 self.log.log(metrics)  # 7
                 for hook in self.hooks:
                     hook.after_step(step)  # held-out eval; 8: checkpoint
+        except WorkerFailures as exc:
+            self.stop_on_failures(step, exc)
         finally:
             self.close()
         return metrics
+
+    def stop_on_failures(self, step: int, exc: WorkerFailures) -> None:
+        """Too many workers died: checkpoint what the learner holds (this step's update if it ran, else the
+        last step's) and stop with the reason. A later `rlvr train` resumes from it."""
+        done = step if self.updated else step - 1
+        if done > self.start_step:
+            next(h for h in self.hooks if isinstance(h, CheckpointHook)).save(done)
+        raise WorkerFailures(f"stopping at step {step}: {exc}; checkpoint of step {done} written") from exc
 
     def close(self) -> None:
         if hasattr(self, "actors"):

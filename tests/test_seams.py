@@ -89,6 +89,8 @@ def test_every_recipe_key_is_read_or_refused(tmp_path: Path) -> None:
         "model.activation_checkpointing=true",
         "verifier.workers=1",
         "verifier.options={}",
+        "trainer.dump_every=1",
+        "data.prompt.instruction=Answer:",
     ]
     _rlvr("train", "recipes/tiny.yaml", *everything, env=env)
     _rlvr("train", "recipes/tiny.yaml", *everything, "trainer.steps=2", env=env)  # resumes at step 2

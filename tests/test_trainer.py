@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 
+from rlvr.cluster import ray_session
 from rlvr.config import load_recipe
 from rlvr.data import fingerprint
 from rlvr.trainer import PromptStream, load_prompts, train
@@ -17,9 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def local_ray():  # noqa: ANN201
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with ray_session(4, log_to_driver=False):
+        yield
 
 
 def test_prompt_sampler_is_deterministic_and_resumable() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from verifiers import get_verifier
@@ -41,3 +42,36 @@ def test_perturbations() -> None:
     assert perturb_last_digit("x") is None
     assert flip_sign("-5") == "5" and flip_sign("\\frac12") == "-\\frac12"
     assert flip_sign("0") is None and flip_sign("x = 0") is None  # a sign there changes nothing
+
+
+def olympiad_golds(data: Path) -> list[str]:
+    """OlympiadBench's final answers (several per problem are joined as `$a$, $b$`), as the golds come."""
+    import gzip
+
+    golds = []
+    with gzip.open(data / "qwen25math_evalsets.jsonl.gz", "rt", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if "olympiadbench" in record["_src_file"]:
+                golds.append(", ".join(record["final_answer"]))
+    return golds
+
+
+def test_olympiad_golds_verify_written_as_models_write_them(shared_data: Path) -> None:
+    """Every OlympiadBench gold against the same answer boxed once, boxed per value, and stated; its last
+    digit changed must not verify."""
+    math = get_verifier("math")
+    misses, accepted = [], []
+    for gold in olympiad_golds(shared_data):
+        parts = [part.strip().strip("$").strip() for part in re.split(r"\$\s*,\s*\$", gold)]
+        plain = ", ".join(parts)
+        responses = [
+            f"So the answer is $\\boxed{{{plain}}}$.",
+            "Thus " + " and ".join(f"$\\boxed{{{part}}}$" for part in parts) + ".",
+        ]
+        misses += [(gold, r) for r in responses if not math.verify(r, gold).correct]
+        changed = perturb_last_digit(plain)
+        if changed and changed != plain and math.verify(f"\\boxed{{{changed}}}", gold).correct:
+            accepted.append((gold, changed))
+    assert not misses, misses[:5]
+    assert not accepted, accepted[:5]

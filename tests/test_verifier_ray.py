@@ -10,18 +10,14 @@ import psutil
 import pytest
 import ray
 
+from rlvr.cluster import ray_session
 from verifiers import STATUSES, Result, VerifierWorker
 
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
+    with ray_session(2):  # loopback only, with a token, as every Ray instance rlvr starts
         yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.mark.slow

@@ -197,6 +197,19 @@ def test_seeded_sampling_is_reproducible_and_samples_differ(setup) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fused expert kernel is vLLM-CPU's")
+def test_routed_experts_run_on_the_cpu_kernel_and_the_native_path_agrees(setup) -> None:
+    engine, model, _ = setup
+    assert engine.llm.apply_model(lambda m: len(m.model.fused)) == [2]  # one runner per bank (2 groups)
+    engine.llm.apply_model(lambda m: m.model.set_expert_kernel("native"))
+    try:
+        assert_parity(engine, model)
+    finally:
+        engine.llm.apply_model(lambda m: m.model.set_expert_kernel("auto"))
+    assert_parity(engine, model)
+
+
+@pytest.mark.slow
 def test_experts_under_a_non_leader_layer_are_refused(setup) -> None:
     engine, _, _ = setup
     bad = [("model.layers.2.mlp.experts.0.up_proj.weight", torch.zeros(32, 64))]

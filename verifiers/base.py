@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 Status = Literal["ok", "wrong", "no_answer", "parse_error", "timeout", "error"]
 STATUSES: tuple[Status, ...] = ("ok", "wrong", "no_answer", "parse_error", "timeout", "error")
@@ -59,3 +59,21 @@ class Verifier:
     def result(self, status: Status, extracted: str | None = None, detail: str | None = None) -> Result:
         ok = status == "ok"
         return Result(ok, self.reward_correct if ok else self.reward_wrong, status, extracted, detail)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+_REGISTRY: dict[
+    str, Callable[..., Any]
+] = {}  # name -> verifier class or factory (`verifiers.registry` reads it)
+
+
+def register_verifier(name: str) -> Callable[[F], F]:
+    """Class or factory decorator: `@register_verifier("name")`. Names are unique."""
+
+    def add(factory: F) -> F:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ValueError(f"verifier name {name!r} is already registered by {_REGISTRY[name]!r}")
+        _REGISTRY[name] = factory
+        return factory
+
+    return add

@@ -1,5 +1,9 @@
-"""Find the answer in a model's response: the last `\\boxed{}`, a GSM8K `#### x` line, "the answer is x", or
-the last number. Pure string scanning in linear time; nothing here parses or evaluates maths.
+"""Find the answer in a model's response: the boxes of the final answer, "the answer is x" / "Answer: x"
+anywhere in the response, a GSM8K `#### x` line, a response that is nothing but maths, or the last number.
+
+Everything here runs in time linear in the response: scanners walk the text once, and every regular expression
+either is anchored to a short window or has no two quantifiers that can match the same characters (Python's
+engine backtracks, and such pairs make it quadratic or exponential). Nothing here parses or evaluates maths.
 """
 
 from __future__ import annotations
@@ -7,26 +11,82 @@ from __future__ import annotations
 import re
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-_ANSWER_IS = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*(.+?)\s*(?:$|\n|\.\s|\.$)",
-    re.IGNORECASE,
+_ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
+_CONNECTOR = re.compile(
+    r"(?:s)?\W{0,6}?(?:\s(?:is|was|will\sbe|would\sbe|should\sbe|are)\b|:|=)?[\s*:]{0,12}", re.IGNORECASE
 )
+_VERB = re.compile(r"\b(?:is|was|be|are)\b", re.IGNORECASE)
+_MATH_OPENERS = ("\\(", "\\[", "$$")
+_IS_THE_ANSWER = re.compile(
+    r"\s(?:is|are|as)\s(?:the|our|my)\s(?:final\s)?(?:answer|solution|result)\b", re.I
+)
+_CONCLUSION = re.compile(
+    r"\b(?:therefore|thus|hence|so|in conclusion|in total|finally|consequently)\b,?", re.I
+)
+_TRAILING_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?$")
+_VALUE_START = re.compile(r"[-+(\[{\\\d.]")  # a number, a bracket or a command: maths, not words
+_TAIL_CHARS = 700
+_MAX_AFTER_CONCLUSION = 160  # "I hope it is correct." and the like may follow the concluding sentence
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+")
+_INNER_IS = re.compile(r"\s(?:is|are|was|equals|=)\s")
+_PROSE_STARTS = frozenset(
+    [
+        "correct",
+        "incorrect",
+        "wrong",
+        "right",
+        "not",
+        "that",
+        "this",
+        "these",
+        "as",
+        "because",
+        "given",
+        "in",
+        "to",
+        "a",
+        "an",
+        "the",
+        "obtained",
+        "found",
+        "shown",
+        "below",
+        "above",
+        "clear",
+        "clearly",
+        "consistent",
+        "reasonable",
+        "indeed",
+        "therefore",
+        "based",
+        "provided",
+        "option",
+    ]
+)
+_NOT_ANSWERS = frozenset(("correct", "incorrect", "wrong", "right", "below", "above", "clear", "obvious"))
+_MAX_ANSWER_CHARS = 400
+_MAX_ANSWER_TRIES = 40  # "answer" occurrences looked at, from the last one back
+_MAX_GROUP_BOXES = 16
+_MAX_GAP_CHARS = 60
+_GAP_WORDS = frozenset(("and", "or", "text", "quad", "qquad", "mbox", "textbf", "mathrm", "hspace"))
+_LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_GAP_PUNCTUATION = re.compile(r"[{}$,;.:()\[\]\\=_\s*!+-]+")
 
 
 class UnbalancedBraces(ValueError):
     """A `\\boxed{` whose braces never close: an answer was started but cannot be read."""
 
 
-def _braced(text: str, start: int) -> tuple[str, int]:
+def _braced(text: str, start: int, stop: int | None = None) -> tuple[str, int]:
     """The contents of the `{...}` group opening at `text[start]`, and the index just past it.
 
-    `\\{` and `\\}` are literal braces in LaTeX and do not count towards nesting.
+    `\\{` and `\\}` are literal braces in LaTeX and do not count towards nesting. Scans at most to `stop`.
     """
     depth = 0
     i = start
-    while i < len(text):
+    end = len(text) if stop is None else min(stop, len(text))
+    while i < end:
         char = text[i]
         if char == "\\":
             i += 2
@@ -41,29 +101,192 @@ def _braced(text: str, start: int) -> tuple[str, int]:
     raise UnbalancedBraces("unbalanced braces after \\boxed")
 
 
+def _box_before(text: str, end: int) -> tuple[int, str]:
+    """The last box command starting before `end`: (position, command), position -1 if none."""
+    return max((text.rfind(command, 0, end), command) for command in _BOX_COMMANDS)
+
+
+def _box_at(text: str, position: int, command: str, stop: int | None = None) -> tuple[str, int] | None:
+    """Contents and end of the box whose command starts at `position` (None: `\\boxed` without a token)."""
+    after = position + len(command)
+    start = after + len(text[after : after + 100]) - len(text[after : after + 100].lstrip(" "))
+    if start < len(text) and text[start] == "{":
+        contents, end = _braced(text, start, stop)
+        return contents.strip(), end
+    match = re.match(r" +([^\s$]+)", text[after : after + 200])  # "\boxed 5": the box holds the next token
+    return (match.group(1), after + match.end()) if match else None
+
+
 def last_boxed(text: str) -> str | None:
     """Contents of the last `\\boxed{...}` / `\\fbox{...}` (brace-matched) or of `\\boxed 5`; None if absent.
 
     Raises UnbalancedBraces when the last box never closes.
     """
-    position, command = max((text.rfind(command), command) for command in _BOX_COMMANDS)
+    span = last_box_span(text)
+    return None if span is None else span[0]
+
+
+def last_box_span(text: str) -> tuple[str, int, int] | None:
+    """(contents, start, end) of the last box, or None. Raises UnbalancedBraces when it never closes."""
+    position, command = _box_before(text, len(text))
     if position < 0:
         return None
-    after = position + len(command)
-    start = after + len(text[after : after + 100]) - len(text[after : after + 100].lstrip(" "))
-    if start < len(text) and text[start] == "{":
-        return _braced(text, start)[0].strip()
-    match = re.match(r" +([^\s$]+)", text[after:])  # "\boxed 5": the box holds the next token
-    return match.group(1) if match else None
+    found = _box_at(text, position, command)
+    return None if found is None else (found[0], position, found[1])
+
+
+def _connective_gap(gap: str) -> bool:
+    """Whether the text between two boxes only joins them: `, `, ` and `, `$ or $x=`, `\\quad \\text{and}`."""
+    if len(gap) > _MAX_GAP_CHARS:
+        return False
+    words = _GAP_PUNCTUATION.sub(" ", _LATEX_COMMAND.sub(lambda m: " " + m.group(0)[1:] + " ", gap)).split()
+    if any(word.lower() in ("and", "or") for word in words) and len(gap) <= 40:
+        return True  # `\\boxed{1} papers and \\boxed{2}`: a short gap that joins with "and"
+    return all(word.lower() in _GAP_WORDS or _short_name(word) for word in words)
+
+
+def _short_name(word: str) -> bool:
+    """`x`, `y_2`'s pieces, `37`: the variable names and subscripts of `x = \\boxed{2}` between boxes."""
+    return (len(word) == 1 and word.isalpha()) or word.isdigit()
+
+
+def final_boxes(text: str) -> list[str]:
+    """The boxes of the final answer: the last box and the boxes just before it that only connectives
+    separate (`\\boxed{3}, \\boxed{5} and \\boxed{7}`), in order. Empty without a box. Linear: each earlier
+    box is brace-matched only up to the start of the box after it."""
+    span = last_box_span(text)
+    if span is None:
+        return []
+    boxes, start = [span[0]], span[1]
+    while len(boxes) < _MAX_GROUP_BOXES:
+        position, command = _box_before(text, start)
+        if position < 0:
+            break
+        try:
+            found = _box_at(text, position, command, stop=start)
+        except UnbalancedBraces:
+            break
+        if found is None or not _connective_gap(text[found[1] : start]):
+            break
+        boxes.append(found[0])
+        start = position
+    return boxes[::-1]
+
+
+def _answer_end(text: str, start: int) -> int:
+    """Where an answer that starts at `start` ends: a sentence end or line break outside maths and braces."""
+    i, end, depth, math = start, min(len(text), start + _MAX_ANSWER_CHARS), 0, ""
+    while i < end:
+        char = text[i]
+        if char == "\\" and i + 1 < end:
+            pair = text[i : i + 2]
+            if pair in ("\\(", "\\["):
+                math = math or pair
+            elif pair in ("\\)", "\\]") and math in ("\\(", "\\["):
+                math = ""
+            i += 2
+            continue
+        if char == "$":
+            mark = "$$" if text[i : i + 2] == "$$" else "$"
+            math = "" if math == mark else (math or mark)
+            i += len(mark)
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth = max(0, depth - 1)
+        elif not math and not depth and _ends_sentence(text, i):
+            return i
+        i += 1
+    return end
+
+
+def _ends_sentence(text: str, i: int) -> bool:
+    char = text[i]
+    if char == "\n":
+        return True
+    if char in ".!?":  # `3.5` is a number; `3. Next` and a final `3.` end the sentence
+        following = text[i + 1 : i + 2]
+        return following == "" or following.isspace() or (char != "." and not following.isalnum())
+    return False
+
+
+def _strip_answer(answer: str) -> str:
+    answer = answer.replace('\\"', '"').strip().strip("*").strip().strip('"“”').strip()
+    for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if answer.startswith(opening) and answer.endswith(closing) and len(answer) >= len(opening) + 2:
+            answer = answer[len(opening) : -len(closing)].strip()
+            break
+    return answer.rstrip(".").strip().strip("*").strip()
+
+
+def _is_prose(answer: str) -> bool:
+    """A sentence rather than an answer: `a direct consequence of ...`, `correct`, `the same as before`."""
+    outside_math = re.sub(r"\$[^$]*\$|\\\(.*?\\\)", " M ", answer[:_MAX_ANSWER_CHARS])
+    words = outside_math.split()
+    if not words:
+        return False
+    first = words[0].strip(",.:;*").lower()
+    if len(words) == 1:  # `A`, `a`, `Yes`, `in` can all be answers; `correct` and `below` cannot
+        return first in _NOT_ANSWERS
+    return first in _PROSE_STARTS or sum(word.isalpha() and len(word) > 1 for word in words) >= 4
+
+
+def _from_sentence(sentence: str) -> str | None:
+    """`The largest $n$ is 34` → `34`: the value after the last "is" / "=" of a sentence."""
+    matches = list(_INNER_IS.finditer(sentence))
+    if not matches:
+        return None
+    value = _strip_answer(sentence[matches[-1].end() :])
+    return value if value and not _is_prose(value) else None
+
+
+def _answer_after(text: str, position: int, sentences: bool = True) -> str | None:
+    """The answer introduced by the "answer" ending at `position`, or None when what follows is no answer.
+
+    After a bare "answer" (no "is", ":" or "="), only maths in delimiters or a value on its own line counts
+    (`Answer $9$`, `**Final Answer**\\n18`), not `answer the question`. A sentence after "Answer:" gives the
+    value after its last "is" (`Final Answer: The largest $n$ is 34.`); other prose gives nothing."""
+    connector = _CONNECTOR.match(text, position, position + 40)
+    if connector is None or (connector.end() == position and not text[position : position + 1].isspace()):
+        return None  # "answered", "answers." and the like
+    joined = connector.group(0)
+    start = connector.end()
+    start += len(text[start : start + 40]) - len(text[start : start + 40].lstrip())
+    bare = not any(mark in joined for mark in (":", "=")) and not _VERB.search(joined)
+    if (
+        bare
+        and "\n" not in joined
+        and text[start : start + 2] not in _MATH_OPENERS
+        and text[start : start + 1] != "$"
+    ):
+        return None
+    answer = _strip_answer(text[start : _answer_end(text, start)])
+    if not answer:
+        return None
+    if _is_prose(answer):
+        return _from_sentence(answer) if ":" in joined and sentences else None
+    return answer
+
+
+def answer_spans(text: str, sentences: bool = True) -> list[tuple[int, str]]:
+    """(position, answer) for the answers introduced by "answer" (`The answer is 42.`, `Answer: D`,
+    `**Final Answer:** $9$`), the last first; prose after "answer" (`The answer is correct`) is skipped.
+    Without `sentences`, a sentence after "Answer:" gives nothing either (after a box, the box is surer)."""
+    found: list[tuple[int, str]] = []
+    occurrences = list(_ANSWER_WORD.finditer(text))
+    for match in reversed(occurrences[-_MAX_ANSWER_TRIES:]):
+        answer = _answer_after(text, match.end(), sentences)
+        if answer:
+            found.append((match.start(), answer))
+    return found
 
 
 def answer_is(text: str) -> str | None:
-    """The text after the last "the answer is" / "Answer:", without surrounding `$` and final period."""
-    matches = _ANSWER_IS.findall(text[-2000:])
-    if not matches:
-        return None
-    answer = matches[-1].strip().strip("$").strip()
-    return answer.rstrip(".").strip() or None
+    """The answer after the last "the answer is" / "Answer:" anywhere in the response, without surrounding
+    `$`, `\\(...\\)`, `\\[...\\]` and final period; prose after "answer" is skipped."""
+    spans = answer_spans(text)
+    return spans[0][1] if spans else None
 
 
 def gsm8k_answer(text: str) -> str | None:
@@ -78,7 +301,79 @@ def last_number(text: str) -> str | None:
     return matches[-1] if matches else None
 
 
+def bare_answer(text: str) -> str | None:
+    """A response that is only maths is its own answer: one delimited span (`$x = 11$`, `\\(\\frac{1}{3}\\)`,
+    `$$\\text{odd}$$`) or a short line of maths with at most one word (`-5`, `28 percent`)."""
+    stripped = text.strip()
+    if not stripped or len(stripped) > 200 or "\n\n" in stripped:
+        return None
+    inner = _strip_answer(stripped)
+    if inner != stripped.strip("*").strip().rstrip(".").strip() and not any(
+        m in inner for m in ("$", "\\(", "\\[")
+    ):
+        return inner or None  # exactly one delimited span
+    words = [w for w in re.split(r"[^a-zA-Z]+", _LATEX_COMMAND.sub(" ", stripped)) if len(w) > 2]
+    maths = any(c.isdigit() or c in "\\^_=<>" for c in stripped)  # `nothing` alone is no answer
+    return inner or None if len(words) <= 1 and maths else None
+
+
+def stated_answer(text: str) -> str | None:
+    """`Thus $x \\le 2$ is our answer.` → `x \\le 2`, and a closing `Therefore, the probability is 2/3.` →
+    `2/3`: the value of a concluding sentence near the end of a response that has no other answer."""
+    tail = text[-_TAIL_CHARS:]
+    matches = list(_IS_THE_ANSWER.finditer(tail))
+    if matches:
+        before = tail[: matches[-1].start()].rstrip()
+        span = _last_math_or_number(before)
+        if span:
+            return span
+    conclusions = list(_CONCLUSION.finditer(tail))
+    if not conclusions:
+        return None
+    start = conclusions[-1].end()
+    end = _answer_end(tail, start)
+    if len(tail) - end > _MAX_AFTER_CONCLUSION or tail[end : end + 1] not in (".", "!"):
+        return None  # a sentence cut off mid-way (a truncated response) states nothing
+    value = _from_sentence(" " + tail[start:end])
+    return value if value and _VALUE_START.match(value) else None
+
+
+def _last_math_or_number(text: str) -> str | None:
+    """The math span or number that `text` ends with (`... so $x \\le 2$`, `... thus 42`)."""
+    for closing, opening in (("$", "$"), ("\\)", "\\("), ("\\]", "\\[")):
+        if text.endswith(closing):
+            start = text.rfind(opening, 0, len(text) - len(closing))
+            if start >= 0:
+                return text[start + len(opening) : len(text) - len(closing)].strip() or None
+    number = _TRAILING_NUMBER.search(text[-60:])
+    return number.group(0) if number else None
+
+
+def closing_number(text: str, max_after: int = 40) -> str | None:
+    """The last resort, as math-verify takes the last number: the number a response closes with, when
+    nothing else states an answer (`... so she makes 9*2=$18 every day.` → `18`). Only the last line counts,
+    what follows the number must be a few words without digits (a unit, `every day.`), and the sentence must
+    end (`.`, `!`): a number deep in a closing paragraph, or a truncated response, states nothing."""
+    lines = [line for line in text[-_TAIL_CHARS:].splitlines() if line.strip()]
+    if not lines:
+        return None
+    matches = list(_NUMBER.finditer(lines[-1]))
+    if not matches:
+        return None
+    after = lines[-1][matches[-1].end() :]
+    ending = after.strip().rstrip("*$").strip()
+    if len(after) > max_after or any(c.isdigit() for c in after) or not ending.endswith((".", "!")):
+        return None
+    return matches[-1].group(0)
+
+
 def final_answer(text: str) -> str | None:
-    """The strict math extraction: the last box, else "the answer is X". Raises UnbalancedBraces."""
-    boxed = last_boxed(text)
-    return boxed if boxed is not None else answer_is(text)
+    """The strict math extraction: the last box, or an "answer is X" after it, else `#### X`, else a response
+    that is only maths. Raises UnbalancedBraces when the last box never closes."""
+    span = last_box_span(text)
+    spans = answer_spans(text[span[2] :], sentences=False) if span else answer_spans(text)
+    if spans:
+        return spans[0][1]
+    if span is not None:
+        return span[0]
+    return gsm8k_answer(text) or bare_answer(text) or stated_answer(text)

@@ -159,38 +159,47 @@ class _Reader:
             return _CONSTANTS[token]
         raise Unsupported(token)
 
+    def bracketed(self, token: str) -> sympy.Basic:
+        """`(a)`, a tuple `(a, b, ...)` (a pair, as in the grammar), or an interval `(a, b]`, `[a, b)`."""
+        self.take()
+        items = self.items()
+        close = self.take()
+        if token == "(" and close == ")":
+            return items[0] if len(items) == 1 else sympy.Tuple(*items)
+        if len(items) != 2 or close not in (")", "]"):
+            raise Unsupported(f"bracket {token}...{close} around {len(items)} item(s)")
+        return _interval(items[0], items[1], token == "(", close == ")")
+
+    def fraction(self) -> sympy.Basic:
+        self.take()
+        numerator = self.group() if self.peek() == "{" else self.single()
+        denominator = self.group() if self.peek() == "{" else self.single()
+        return sympy.Mul(numerator, sympy.Pow(denominator, -1, evaluate=False), evaluate=False)
+
+    def root(self) -> sympy.Basic:
+        """`\\sqrt{x}` or `\\sqrt[n]{x}`."""
+        self.take()
+        index = None
+        if self.peek() == "[":
+            self.take()
+            index = self.expression()
+            self.take("]")
+        radicand = self.group() if self.peek() == "{" else self.single()
+        root = sympy.Pow(index, -1, evaluate=False) if index is not None else sympy.Rational(1, 2)
+        return sympy.Pow(radicand, root, evaluate=False)
+
     def atom(self) -> sympy.Basic:
         token = self.peek()
         if token is None:
             raise Unsupported("unexpected end")
         if token in ("(", "["):
-            self.take()
-            items = self.items()
-            close = self.take()
-            if token == "(" and close == ")":
-                return (
-                    items[0] if len(items) == 1 else sympy.Tuple(*items)
-                )  # (1, 2): a pair, as in the grammar
-            if len(items) != 2 or close not in (")", "]"):
-                raise Unsupported(f"bracket {token}...{close} around {len(items)} item(s)")
-            return _interval(items[0], items[1], token == "(", close == ")")
+            return self.bracketed(token)
         if token == "{":
             return self.group()
         if token == "\\frac":
-            self.take()
-            numerator = self.group() if self.peek() == "{" else self.single()
-            denominator = self.group() if self.peek() == "{" else self.single()
-            return sympy.Mul(numerator, sympy.Pow(denominator, -1, evaluate=False), evaluate=False)
+            return self.fraction()
         if token == "\\sqrt":
-            self.take()
-            index = None
-            if self.peek() == "[":
-                self.take()
-                index = self.expression()
-                self.take("]")
-            radicand = self.group() if self.peek() == "{" else self.single()
-            root = sympy.Pow(index, -1, evaluate=False) if index is not None else sympy.Rational(1, 2)
-            return sympy.Pow(radicand, root, evaluate=False)
+            return self.root()
         self.take()
         if token[0].isdigit() or token[0] == ".":
             return _number(token)

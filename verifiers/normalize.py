@@ -13,17 +13,25 @@ from fractions import Fraction
 
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|~|\\displaystyle|\\left|\\right|\\big|\\Big")
 _TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\s*degrees?\b")
-_PERCENT = re.compile(r"\\%|%|\s*percent\b")
-_UNIT_AFTER_NUMBER = re.compile(r"^([-+]?\d[\d.,]*)\s+(?:[a-zA-Z]+\.?\s*)+$")
+# No pattern here has two quantifiers that can match the same text side by side (`\s*` before a word,
+# `(word\s*)+`, `\d+\.?\d*`): Python's regex engine backtracks, and such pairs make it quadratic or worse.
+_DEGREES = re.compile(r"\^\s*(?:\{\s*)?\\circ\s*\}?|°|\\degree|\bdegrees?\b")
+_PERCENT = re.compile(r"\\%|%|\bpercent(?:age)?\b|\bpct\b")
+_LEADING_NUMBER = re.compile(r"[-+]?\d[\d.,]*")
+_PROSE_TAIL = re.compile(r"[a-zA-Z][a-zA-Z.,;:!?' ]*")  # words and punctuation, no digits or maths
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\}|[a-zA-Z])")
 _SQRT_SHORT = re.compile(r"\\sqrt\s*(?:\(([^()]*)\)|(\d+|[a-zA-Z]))")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-_INTEGER_OR_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)$")
+_INTEGER_OR_DECIMAL = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)$")
 _SIMPLE_FRACTION = re.compile(r"^([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}$|^([-+]?\d+)\s*/\s*([-+]?\d+)$")
 _MAX_DIGITS = 4000  # exact reading of longer numerals is refused: nobody's answer is that long
 _BASE_SUBSCRIPT = re.compile(r"_\{(\d+)\}")
-BASE_NUMBER = re.compile(r"^-?[0-9A-Z]+_\d+$")  # `1101_2`: digits in base 2, compared as written
+BASE_NUMBER = re.compile(r"^-?[0-9A-Z.]+_\d+$")  # `1101_2`, `0.0011_2`: digits in base 2, as written
+_WHITESPACE = re.compile(r"\s+")
+_MAX_TEXT_NESTING = 8
+_PROGRAM_PI = re.compile(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])")
+_PROGRAM_SQRT = re.compile(r"(?<![\\a-zA-Z])sqrt(?=\s*[({\d])")
+_PROGRAM_EXP = re.compile(r"(?<![\\a-zA-Z])exp\(([^()]{1,200})\)")
 _PREFIX_VARIABLE = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*(?:=|\\in)\s*(?!.*(?:=|\\in))")
 
 
@@ -32,8 +40,13 @@ def _braced_arg(arg: str) -> str:
 
 
 def fix_shorthand(text: str) -> str:
-    """`\\frac12` → `\\frac{1}{2}`, `\\sqrt2` / `\\sqrt(2)` → `\\sqrt{2}`, `\\dfrac` → `\\frac`."""
-    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    """`\\frac12` → `\\frac{1}{2}`, `\\sqrt2` / `\\sqrt(2)` → `\\sqrt{2}`, `\\dfrac` → `\\frac`, and the
+    programming spellings `pi`, `sqrt(2)`, `exp(16)` → `\\pi`, `\\sqrt{2}`, `e^{16}` (docs/verifiers.md)."""
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
+    if "pi" in text or "sqrt" in text or "exp" in text:
+        text = _PROGRAM_PI.sub(r"\\pi", text)
+        text = _PROGRAM_SQRT.sub(r"\\sqrt", text)
+        text = _PROGRAM_EXP.sub(lambda m: "e^{" + m.group(1) + "}", text)
     text = _FRAC_SHORT.sub(lambda m: "\\frac" + _braced_arg(m.group(1)) + _braced_arg(m.group(2)), text)
     return _SQRT_SHORT.sub(lambda m: "\\sqrt{" + (m.group(1) or m.group(2)) + "}", text)
 
@@ -42,31 +55,58 @@ def _unwrap_text(match: re.Match[str]) -> str:
     return match.group(1)
 
 
+def strip_units(text: str) -> str:
+    """`18 dollars is what she makes!` → `18`, `\\frac{11}{15} days` → `\\frac{11}{15}`: a number or a closed
+    expression followed only by words (no digits, no maths) is that number or expression. Anchored, linear
+    matches and one scan from the end, instead of one pattern that backtracks over the words."""
+    number = _LEADING_NUMBER.match(text)
+    if number and number.end() < len(text) and text[number.end()] == " ":
+        rest = text[number.end() + 1 :]
+        if _PROSE_TAIL.fullmatch(rest):
+            return number.group(0).rstrip(".,")
+    end = len(text)
+    while end > 0 and (text[end - 1].isalpha() or text[end - 1] in " .'"):
+        end -= 1
+    closed = 0 < end < len(text) and text[end - 1] == "}" and text[end] == " "
+    if closed and _PROSE_TAIL.fullmatch(text[end + 1 :]):
+        return text[:end]
+    return text
+
+
+def has_percent(text: str) -> bool:
+    """Whether the answer is written as a percentage (`28\\%`, `28%`, `28 percent`)."""
+    return _PERCENT.search(text) is not None
+
+
 def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
     """One canonical string per answer, for the first (cheap) comparison layer and for exact matching.
 
     With `drop_variable`, a leading `x =` or `x \\in` is removed, so `x = 3` matches `3`.
     """
-    text = text.strip().rstrip(".").strip().strip("$").strip()
-    text = text.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
-    text = text.replace("\\$", "").replace("{,}", ",")  # currency `\$20` is 20; `10{,}000` is 10,000
+    text = strip_delimiters(text)
+    text = text.replace("\\$", "").replace("{,}", ",").replace(",\\!", ",")  # `\\$20` is 20; `10{,}000`
     text = _SPACING.sub(" ", text)
     text = fix_shorthand(text)
     text = _DEGREES.sub("", text)
     text = _PERCENT.sub("", text)
-    previous = None
-    while previous != text:  # nested \text{\textbf{..}}
-        previous = text
-        text = _TEXT_COMMANDS.sub(_unwrap_text, text)
-    text = re.sub(r"\s+", " ", text).strip().rstrip(".").strip()
-    unit = _UNIT_AFTER_NUMBER.match(text)
-    if unit:
-        text = unit.group(1)
+    for _ in range(_MAX_TEXT_NESTING):  # nested \\text{\\textbf{..}}
+        unwrapped = _TEXT_COMMANDS.sub(_unwrap_text, text)
+        if unwrapped == text:
+            break
+        text = unwrapped
+    text = _WHITESPACE.sub(" ", text).strip().rstrip(".").strip()
+    text = strip_units(text)
     if drop_variable:
         text = _PREFIX_VARIABLE.sub("", text)
     if _THOUSANDS.match(text):
         text = text.replace(",", "")
     return _BASE_SUBSCRIPT.sub(r"_\1", text.replace(" ", ""))
+
+
+def strip_delimiters(text: str) -> str:
+    """The answer without surrounding `$`/`$$`, `\\(...\\)`, `\\[...\\]`, final period and whitespace."""
+    text = text.strip().rstrip(".").strip().strip("$").strip()
+    return text.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "").strip()
 
 
 def to_fraction(text: str) -> Fraction | None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from verifiers.base import Result
+import verifiers.builtin  # noqa: F401  (registers exact, numeric, math)
+import verifiers.choice  # noqa: F401  (registers choice)
+from verifiers.base import _REGISTRY, Result, register_verifier
+
+__all__ = ["get_verifier", "register_verifier", "registered_names", "entry_point_names"]
 
 ENTRY_POINT_GROUP = "rlvr.verifiers"
 
@@ -24,29 +27,8 @@ class VerifierLike(Protocol):
     def verify(self, response: str, reference: str, sample: Any = None) -> Result: ...
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-
-
-def register_verifier(name: str) -> Callable[[F], F]:
-    """Class or factory decorator: `@register_verifier("name")`. Names are unique."""
-
-    def add(factory: F) -> F:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"verifier name {name!r} is already registered by {_REGISTRY[name]!r}")
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
-
-
-def _load_builtins() -> None:
-    import verifiers.builtin  # noqa: F401  (registers the built-ins)
-
-
 def registered_names() -> list[str]:
     """Names registered with `@register_verifier`, the built-ins included."""
-    _load_builtins()
     return sorted(_REGISTRY)
 
 
@@ -88,7 +70,6 @@ def get_verifier(spec: str, **kwargs: Any) -> VerifierLike:
 
     Keyword arguments go to the class or factory (e.g. `reward_wrong=0.0`).
     """
-    _load_builtins()
     if spec in _REGISTRY:
         return _instantiate(_REGISTRY[spec], spec, kwargs)
     if ":" in spec:

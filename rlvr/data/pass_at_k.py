@@ -37,7 +37,7 @@ class RayModel:
         self.worker = start_rollout_worker(
             d.engine, model.config, model.state_dict(), tokenizer.stop_token_ids, tokenizer.pad_token_id
         )
-        self.verifier = start_verifier_worker(VerifierConfig(workers=1))
+        self.verifier = start_verifier_worker(VerifierConfig(processes=1))
         # pass@k sees the prompts as training will; synthesis prompts carry their own instructions
         self.sampler = Sampler(PromptFormat(tokenizer, d.prompt), self._generate, self._verify)
         plain = d.prompt.model_copy(update={"instruction": None, "instructions": {}})

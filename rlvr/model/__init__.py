@@ -2,7 +2,8 @@
 
 `rlvr.model.megrez2`: the Megrez2 MoE module; `config` (hyper-parameters, presets), `attention` (GQA, RoPE,
 KV cache) and `kernels` (MoE dispatch and expert matmul) beside it; `checkpoint`: I/O in the official HF
-layout; `sampling`: the engines' sampling distribution, which the learner scores.
+layout; `sampling`: the engines' sampling distribution, which the learner scores; `importer` / `upcycle`:
+`rlvr model import`, a dense Llama upcycled into Megrez2.
 
 The names below are imported on first use, so that `python -m rlvr.model.megrez2` (the smoke run) does not
 find its own module already imported by this package.

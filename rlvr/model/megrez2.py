@@ -356,6 +356,14 @@ class Megrez2ForCausalLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         self.reset_parameters()
 
+    def _apply(self, fn: Callable, recurse: bool = True) -> Megrez2ForCausalLM:
+        # Leaving the meta device (`to_empty`, as checkpoints load) replaces parameters module by module,
+        # which unties a tied head: it would stay uninitialised and then train apart from the embedding.
+        super()._apply(fn, recurse)
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        return self
+
     @torch.no_grad()
     def reset_parameters(self, std: float = 0.02) -> None:
         """Random init: normal(0, std) matrices, unit norms, zero correction bias. Free on the meta device."""
