@@ -359,7 +359,10 @@ def test_early_stopping_samples_fewer_attempts_with_the_tiny_model_on_ray(tmp_pa
     others take all k; the card has the speed, the saving and the full set's cost at that speed."""
     import ray
 
-    rows = [{"q": f"What is {i} plus zero?", "a": str(i % 10)} for i in range(60)]
+    long = "Take your time and think it over. " * 3  # every tenth prompt is over max_prompt_tokens
+    rows = [
+        {"q": (long if i % 10 == 0 else "") + f"What is {i} plus zero?", "a": str(i % 10)} for i in range(60)
+    ]
     config = qa_config(
         tmp_path,
         "digits",
@@ -374,6 +377,7 @@ def test_early_stopping_samples_fewer_attempts_with_the_tiny_model_on_ray(tmp_pa
             "early_stop": True,
             "max_solve_rate": 1.0,
             "sample_size": 40,
+            "max_prompt_tokens": 60,  # characters, with the tiny model's tokenizer
         },
     )
     config.sources[0].verifier = "numeric"
@@ -382,18 +386,22 @@ def test_early_stopping_samples_fewer_attempts_with_the_tiny_model_on_ray(tmp_pa
         card = build(config)
     finally:
         ray.shutdown()
-    run = card["difficulty_run"]
-    assert run["prompts"] == 40 and run["attempts_without_early_stop"] == 240
-    assert 0 < run["attempts_saved"] < 1 and run["attempts"] < 240
-    assert run["prompts_per_s"] > 0 and run["tokens_per_s"] > 0 and run["full_set"]["prompts"] == 60
-    dropped = {(d["stage"], d["reason"]): d["rows"] for d in card["dropped"]}
-    assert dropped[("difficulty", "not_in_sample")] == 20
     chunks = [
         json.loads(x)
         for p in sorted((tmp_path / "out/difficulty").glob("chunk_*.jsonl"))
         for x in p.read_text().splitlines()
     ]
-    assert len(chunks) == 40 and sum(c["attempts"] for c in chunks) == run["attempts"]
+    too_long = [c for c in chunks if c.get("skipped") == "prompt_too_long"]
+    assert too_long and all(c["attempts"] == 0 and int(c["id"].split("-")[1]) % 10 == 0 for c in too_long)
+    dropped = {(d["stage"], d["reason"]): d["rows"] for d in card["dropped"]}
+    assert dropped[("difficulty", "not_in_sample")] == 20
+    assert dropped[("difficulty", "prompt_too_long")] == len(too_long)
+    run, sampled = card["difficulty_run"], 40 - len(too_long)
+    assert run["prompts"] == sampled and run["attempts_without_early_stop"] == 6 * sampled
+    assert 0 < run["attempts_saved"] < 1 and run["attempts"] < 6 * sampled
+    assert run["prompts_per_s"] > 0 and run["tokens_per_s"] > 0 and run["full_set"]["prompts"] == 60
+    chunks = [c for c in chunks if not c.get("skipped")]
+    assert sum(c["attempts"] for c in chunks) == run["attempts"]
     for c in chunks:  # stopped at the first right attempt, or all k wrong
         assert (c["solved"], c["attempts"] < 6) in {(1, True), (1, False), (0, False)}
         assert c["solved"] == 1 or c["attempts"] == 6

@@ -104,6 +104,12 @@ class DifficultyConfig(Section):
     )
     k: int = Field(8, ge=1, description="attempts per prompt at temperature 1.0")
     max_new_tokens: int = Field(512, ge=1, description="response cap")
+    max_prompt_tokens: int = Field(
+        512,
+        ge=1,
+        description="the training recipe's data.max_prompt_tokens: longer prompts (chat template and "
+        "instruction included) are not sampled and are dropped as prompt_too_long, as training skips them",
+    )
     chunk_size: int = Field(256, ge=1, description="rows per checkpointed chunk")
     pass_table: str | None = Field(
         None, description="jsonl of {id, solved}: use instead of running the model"
@@ -375,6 +381,9 @@ def stage_difficulty(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any
         b.dropped("difficulty", ((r["source"], "not_in_sample") for r in rows if r["id"] not in chosen))
         rows = sample
     outcomes, counts = difficulty.estimate(rows, b.solve or solver(d, b.model), d.k, b.out, d.chunk_size)
+    skipped = [r for r in rows if outcomes[r["id"]].get("skipped")]
+    b.dropped("difficulty", ((r["source"], outcomes[r["id"]]["skipped"]) for r in skipped))
+    rows = [r for r in rows if not outcomes[r["id"]].get("skipped")]
     b.card["difficulty_chunks"] = {key: counts[key] for key in ("chunks_done", "chunks_skipped")}
     b.card["difficulty_run"] = {"early_stop": d.early_stop, "k": d.k, "max_new_tokens": d.max_new_tokens}
     b.card["difficulty_run"] |= difficulty.run_report(counts, d.k, verified)

@@ -41,7 +41,8 @@ def _outcome(result: Any, k: int) -> dict[str, Any]:
     if not isinstance(result, dict):
         return {"solved": int(result), "attempts": k, "tokens": None}
     attempts = int(result.get("attempts", k))  # chunks written before early stopping hold only `solved`
-    return {"solved": int(result["solved"]), "attempts": attempts, "tokens": result.get("tokens")}
+    outcome = {"solved": int(result["solved"]), "attempts": attempts, "tokens": result.get("tokens")}
+    return outcome | ({"skipped": result["skipped"]} if result.get("skipped") else {})
 
 
 def estimate(
@@ -80,7 +81,7 @@ def estimate(
         partial.rename(path)  # a chunk file exists only when complete
         outcomes.update({r["id"]: o for r, o in zip(chunk, results, strict=True)})
         counts["chunks_done"] += 1
-        counts["prompts"] += len(chunk)
+        counts["prompts"] += sum(1 for o in results if not o.get("skipped"))
         counts["attempts"] += sum(o["attempts"] for o in results)
         counts["tokens"] += sum(o["tokens"] or 0 for o in results)
     return outcomes, counts
