@@ -2,7 +2,8 @@
 
 Runs stages 1-4 of `rlvr data build recipes/data.yaml` (read + adapt, multiple choice to open-ended +
 verifiability filter, dedupe, decontamination; difficulty needs a real model and is off) with `num_proc`
-workers, and reports rows in, rows out, seconds and items/s per stage plus the process's peak RSS.
+workers, and reports rows in, rows out, seconds and items/s per stage, the driver's peak RSS and the peak of
+the driver and its `datasets.map` workers together (sampled every 0.2 s), and the machine's load average.
 
     python benchmarks/data.py [--num-proc 2]
 Results go to benchmarks/results/data.json.
@@ -11,11 +12,13 @@ Results go to benchmarks/results/data.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # Run as a script, this folder comes first on sys.path, and benchmarks/verifiers.py would shadow `verifiers`.
@@ -26,6 +29,36 @@ from rlvr.data.build import DataBuildConfig, build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "data.json"  # --copies N writes data_xN.json
+
+
+class TreeMemory:
+    """Peak resident memory of this process and its children together, sampled in a thread."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        import psutil
+
+        self.root, self.every, self.peak = psutil.Process(), every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for proc in [self.root, *self.root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):  # a worker that just exited
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def main() -> None:
@@ -54,7 +87,10 @@ def main() -> None:
                 for i in range(args.copies)
                 for s in config.sources
             ]
-        card = build(config)
+        load_before = os.getloadavg()
+        with TreeMemory() as memory:
+            card = build(config)
+        load_after = os.getloadavg()
     rows_in = sum(card["input_rows"].values())
     table = []
     for stage in card["stages"]:
@@ -75,12 +111,20 @@ def main() -> None:
             f"{r['stage']:<14} {r['rows_in']:>8} {r['rows_out']:>9} {r['seconds']:>8.2f} "
             f"{r['items_per_s'] or 0:>9.0f}"
         )
-    print(f"total {card['seconds']['total']:.1f} s, peak RSS {card['peak_rss_mb']:.0f} MB")
+    tree_mb = memory.peak / 2**20
+    print(
+        f"total {card['seconds']['total']:.1f} s, peak RSS {card['peak_rss_mb']:.0f} MB (driver), "
+        f"{tree_mb:.0f} MB (driver + workers); load average {load_before[0]:.1f} -> {load_after[0]:.1f}"
+    )
     dropped: dict[str, int] = {}
     for d in card["dropped"]:
         dropped[d["reason"].split(":")[0]] = dropped.get(d["reason"].split(":")[0], 0) + d["rows"]
     result = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
+        },
         "num_proc": args.num_proc,
         "copies": args.copies,
         "input_rows": card["input_rows"],
@@ -90,6 +134,7 @@ def main() -> None:
         "output_by_source": card["output_by_source"],
         "total_seconds": card["seconds"]["total"],
         "peak_rss_mb": card["peak_rss_mb"],
+        "peak_rss_with_workers_mb": round(tree_mb, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlvr.config import RecipeError, load_recipe
-from rlvr.data import dedup, difficulty
+from rlvr.data import dedup, difficulty, read_prompt_file
 from rlvr.data.build import DataBuildConfig, SourceConfig, build, read_source
 from rlvr.data.filters import (
     OPTION_DEPENDENT_STEM,
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def converted(shared_data: Path, name: str, adapter: str, path: str | list[str]) -> list[dict]:
-    ds = read_source(SourceConfig(name=name, path=path, adapter=adapter), num_proc=1)
+    ds = read_source(SourceConfig(name=name, path=path, adapter=adapter, license="test"), num_proc=1)
     return [filter_verifiable(to_open_ended(r)) for r in ds.to_list()]
 
 
@@ -39,7 +39,7 @@ def test_aqua_items_become_open_ended_with_the_correct_options_content(shared_da
     records = [json.loads(x) for x in (shared_data / "aqua_rat_dev.jsonl").read_text().splitlines()]
     for row in random.Random(0).sample(kept, 40):
         original = records[int(row["id"].rsplit("-", 1)[1])]  # meta keeps only what the row needs later
-        assert set(json.loads(row["meta"])) <= {"rationale"}
+        assert set(json.loads(row["meta"])) <= {"rationale", "license"}
         option = original["options"][LETTERS.index(original["correct"])]  # e.g. "C)25"
         assert option.startswith(original["correct"] + ")")
         content = option.split(")", 1)[1]
@@ -99,6 +99,7 @@ def qa_config(tmp_path: Path, name: str, rows: list[dict], **fields: object) -> 
         name=name,
         path=write_jsonl(tmp_path / f"{name}.jsonl", rows),
         adapter="generic",
+        license="CC0",
         question_field="q",
         answer_field="a",
     )
@@ -181,17 +182,32 @@ def test_difficulty_resumes_after_an_interruption_without_redoing_chunks(tmp_pat
     assert len(calls) == 3
     calls.clear()
     die_at[0] = 0
-    solved, counts = difficulty.estimate(rows, solve, k=4, work_dir=tmp_path, chunk_size=10)
-    assert counts == {"chunks_done": 3, "chunks_skipped": 2}
+    outcomes, counts = difficulty.estimate(rows, solve, k=4, work_dir=tmp_path, chunk_size=10)
+    assert (counts["chunks_done"], counts["chunks_skipped"], counts["prompts"]) == (3, 2, 30)
     assert calls[0][0] == "r20"  # started at the interrupted chunk
-    assert solved == {f"r{i}": i % 5 for i in range(50)}
+    assert {i: o["solved"] for i, o in outcomes.items()} == {f"r{i}": i % 5 for i in range(50)}
+    assert {o["attempts"] for o in outcomes.values()} == {4}  # a count of k: all k attempts made
     with pytest.raises(ValueError, match="different build"):
         difficulty.estimate(rows, solve, k=8, work_dir=tmp_path, chunk_size=10)
 
 
 def test_data_recipe_validates_and_names_bad_fields() -> None:
     config = load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig)
-    assert [s.adapter for s in config.sources] == ["gsm8k", "math", "aqua", "mmlu"]
+    assert len(config.sources) == 19 and all(s.license for s in config.sources)
+    assert {s.adapter for s in config.sources} == {
+        "gsm8k",
+        "math",
+        "aqua",
+        "mmlu",
+        "tal",
+        "mathqa_mc",
+        "arc_mc",
+        "generic",
+    }
+    with pytest.raises(ValueError, match="only adapter: generic reads question_field"):
+        SourceConfig(name="g", path="x.jsonl", adapter="gsm8k", license="MIT", question_field="q")
+    with pytest.raises(ValueError, match="license"):
+        SourceConfig(name="g", path="x.jsonl", adapter="gsm8k")
     with pytest.raises(RecipeError, match="difficulty.kk"):
         load_recipe(REPO / "recipes/data.yaml", ["difficulty.kk=3"], schema=DataBuildConfig)
 
@@ -217,6 +233,10 @@ def test_build_measures_difficulty_with_the_tiny_model_on_ray(tmp_path: Path) ->
     synthesis = {d["reason"]: d["rows"] for d in card["dropped"] if d["stage"] == "synthesis"}
     assert card["synthesized"] == 0 and sum(synthesis.values()) == 4
     assert set(synthesis) <= {"synthesis_no_majority", "synthesis_empty"}
+    report = card["synthesis"]
+    assert (report["seeds"], report["written"], report["passed_the_filter"]) == (4, 4, 0)
+    assert len(report["examples"]) == 4 - report["empty"]  # every non-empty problem, with its fate
+    assert "## Synthesis" in (tmp_path / "out/data_card.md").read_text()
     assert card["difficulty_chunks"] == {"chunks_done": 3, "chunks_skipped": 0}
     assert card["solve_histogram"] == {0: 12}
     assert card["balance"]["pool_partially_solved"] == 0 and card["balance"]["short_of_target"]
@@ -281,8 +301,13 @@ def test_synthesized_problems_are_accepted_only_by_majority_and_then_filtered(tm
     seeds = [
         {"id": f"s{i}", "prompt": q, "verifier": "math", "source": "seed"} for i, q in enumerate(scripts)
     ]
-    rows, rejected = synthesize(seeds, sample, k=3)
+    rows, rejected, fates = synthesize(seeds, sample, k=3)
     assert [(r["prompt"], r["answer"]) for r in rows] == [("What is 3 + 5?", "8")]
+    assert [(f["problem"], f["answer"], f["votes"], f["fate"]) for f in fates] == [
+        ("What is 3 + 5?", "8", 2, "kept"),
+        ("What is 7 + 1?", None, 1, "synthesis_no_majority"),
+        ("Name an even prime.", "two only", 3, "synthesis_text_answer"),
+    ]
     assert json.loads(rows[0]["meta"])["seed_id"] == "s0" and rows[0]["source"] == "synthetic_seed"
     assert rejected == {"synthesis_no_majority": 1, "synthesis_empty": 1, "synthesis_text_answer": 1}
 
@@ -299,5 +324,87 @@ def test_rlvr_data_build_command(tmp_path: Path) -> None:
     done = subprocess.run([*base, "difficulty.enabled=false"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((tmp_path / "data_card.json").read_text())
-    assert card["input_rows"] == {"gsm8k": 40, "math": 40, "aqua": 40, "mmlu": 40}
-    assert 0 < card["output_rows"] < 160 and (tmp_path / "prompts.jsonl").exists()
+    names = [s.name for s in load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig).sources]
+    assert card["input_rows"] == dict.fromkeys(names, 40)
+    assert 0 < card["output_rows"] < 40 * len(names) and (tmp_path / "prompts.jsonl").exists()
+    # the trainer's reader takes the parquet as it is: every row well formed, each with its source's license
+    prompts = read_prompt_file(tmp_path / "prompts.parquet")
+    assert prompts.malformed == 0 and len(prompts.rows) == card["output_rows"]
+    licenses = {
+        s.name: s.license for s in load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig).sources
+    }
+    assert all(r.meta["license"] == licenses[r.source] for r in prompts.rows)
+    assert sum(card["output_by_license"].values()) == card["output_rows"]
+    markdown = (tmp_path / "data_card.md").read_text()
+    for section in ("## Per source", "## Rows per license", "## Decontamination", "## Samples", "### tal"):
+        assert section in markdown
+    assert all(len(card["samples"][name]) == min(20, n) for name, n in card["output_by_source"].items())
+
+
+def test_early_stopping_knows_a_prompts_class_from_its_first_attempts() -> None:
+    """Balancing needs never solved / solved / simple: with nothing too simple (max_solve_rate 1), one right
+    attempt decides; with max_solve_rate < 1, one right and enough wrong that it cannot be simple."""
+    first_right = difficulty.decided(8, 1.0)
+    assert first_right(1, 0) and first_right(1, 5) and not first_right(0, 7)
+    not_simple = difficulty.decided(8, 0.99)  # simple: 8 of 8
+    assert not not_simple(1, 0) and not_simple(1, 1) and not not_simple(7, 0)
+    half = difficulty.decided(8, 0.5)  # simple: more than 4 of 8
+    assert not half(1, 3) and half(1, 4)
+
+
+@pytest.mark.slow
+def test_early_stopping_samples_fewer_attempts_with_the_tiny_model_on_ray(tmp_path: Path) -> None:
+    """Stage 6 on a stratified sample, one attempt per round: a prompt leaves at its first right answer (the
+    tiny random model's character output does hit a one-digit gold now and then, checked by `numeric`), the
+    others take all k; the card has the speed, the saving and the full set's cost at that speed."""
+    import ray
+
+    long = "Take your time and think it over. " * 3  # every tenth prompt is over max_prompt_tokens
+    rows = [
+        {"q": (long if i % 10 == 0 else "") + f"What is {i} plus zero?", "a": str(i % 10)} for i in range(60)
+    ]
+    config = qa_config(
+        tmp_path,
+        "digits",
+        rows,
+        near_duplicate_threshold=1.0,
+        difficulty={
+            "preset": "tiny",
+            "engine": "torch",
+            "k": 6,
+            "max_new_tokens": 8,
+            "chunk_size": 20,
+            "early_stop": True,
+            "max_solve_rate": 1.0,
+            "sample_size": 40,
+            "max_prompt_tokens": 60,  # characters, with the tiny model's tokenizer
+        },
+    )
+    config.sources[0].verifier = "numeric"
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        card = build(config)
+    finally:
+        ray.shutdown()
+    chunks = [
+        json.loads(x)
+        for p in sorted((tmp_path / "out/difficulty").glob("chunk_*.jsonl"))
+        for x in p.read_text().splitlines()
+    ]
+    too_long = [c for c in chunks if c.get("skipped") == "prompt_too_long"]
+    assert too_long and all(c["attempts"] == 0 and int(c["id"].split("-")[1]) % 10 == 0 for c in too_long)
+    dropped = {(d["stage"], d["reason"]): d["rows"] for d in card["dropped"]}
+    assert dropped[("difficulty", "not_in_sample")] == 20
+    assert dropped[("difficulty", "prompt_too_long")] == len(too_long)
+    run, sampled = card["difficulty_run"], 40 - len(too_long)
+    assert run["prompts"] == sampled and run["attempts_without_early_stop"] == 6 * sampled
+    assert 0 < run["attempts_saved"] < 1 and run["attempts"] < 6 * sampled
+    assert run["prompts_per_s"] > 0 and run["tokens_per_s"] > 0 and run["full_set"]["prompts"] == 60
+    chunks = [c for c in chunks if not c.get("skipped")]
+    assert sum(c["attempts"] for c in chunks) == run["attempts"]
+    for c in chunks:  # stopped at the first right attempt, or all k wrong
+        assert (c["solved"], c["attempts"] < 6) in {(1, True), (1, False), (0, False)}
+        assert c["solved"] == 1 or c["attempts"] == 6
+    out = load_parquet(tmp_path / "out/prompts.parquet")
+    assert out and all(r["k"] <= 6 and r["solved"] <= 1 for r in out)
+    assert "## Difficulty run" in (tmp_path / "out/data_card.md").read_text()

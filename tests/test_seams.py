@@ -220,8 +220,8 @@ def test_build_train_eval_round_trip_on_the_builders_parquet(shared_data: Path, 
     recipe = tmp_path / "data.yaml"
     recipe.write_text(
         f"output_dir: {tmp_path / 'set'}\nnum_proc: 1\nlimit_per_source: 30\nsources:\n"
-        f"  - {{name: gsm8k, path: {shared_data / 'gsm8k_train.jsonl'}, adapter: gsm8k}}\n"
-        f"  - {{name: math, path: {shared_data / 'math_train.jsonl'}, adapter: math}}\n"
+        f"  - {{name: gsm8k, path: {shared_data / 'gsm8k_train.jsonl'}, adapter: gsm8k, license: MIT}}\n"
+        f"  - {{name: math, path: {shared_data / 'math_train.jsonl'}, adapter: math, license: MIT}}\n"
         "difficulty: {enabled: false}\n"
     )
     _rlvr("data", "build", str(recipe))

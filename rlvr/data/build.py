@@ -21,39 +21,77 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rlvr.config import PromptConfig, RecipeError, Section
 from rlvr.data import dedup, difficulty
-from rlvr.data.card import write_outputs
+from rlvr.data.card import describe_output, write_outputs
 from rlvr.data.filters import filter_verifiable, to_open_ended
+from rlvr.data.schema import file_records
 from rlvr.data.sources import DEFAULT_VERIFIER, adapt_record, adapter_for, data_format, prompt_row
 from rlvr.data.synthesis import DEFAULT_TEMPLATE, SampleFn, synthesize
+
+AdapterName = Literal["gsm8k", "math", "aqua", "mmlu", "tal", "mathqa_mc", "arc_mc", "generic"]
+_MAPPING = ("question_field", "answer_field", "answer_type", "choices_field", "letter_field", "choice_index")
 
 
 class SourceConfig(Section):
     name: str = Field(description="source name; prefixes row ids and labels the data card")
     path: str | list[str] = Field(description="local jsonl/json/parquet/csv file(s), or a hub dataset name")
-    adapter: Literal["gsm8k", "math", "aqua", "mmlu", "generic"] = Field(description="how to read a record")
+    adapter: AdapterName = Field(description="how to read a record (generic: the field mapping below)")
+    license: str = Field(
+        description="the source's license as its publisher states it ('unstated' if none): kept in every "
+        "row's meta and summed per license in the data card"
+    )
     split: str = Field("train", description="split of a hub dataset")
     verifier: str | None = Field(
-        None, description="verifier spec its rows name; default by adapter: gsm8k numeric, others math"
+        None,
+        description="verifier its rows name; default by adapter: gsm8k numeric, arc_mc exact, others math",
     )
     limit: int | None = Field(None, ge=1, description="read at most this many rows")
-    question_field: str | None = Field(None, description="generic adapter: the question")
+    question_field: str | list[str] | None = Field(
+        None, description="generic adapter: the question, or several fields joined by a newline"
+    )
     answer_field: str | None = Field(None, description="generic adapter: the gold (or the correct letter)")
+    answer_type: Literal["text", "number"] | None = Field(
+        None,
+        description="generic adapter: text (as is) or number (word-problem number forms, a list of several "
+        "unknowns as a set; anything else dropped as answer_not_a_number)",
+    )
     choices_field: str | None = Field(
         None, description="generic adapter: the options of a multiple-choice item"
     )
     letter_field: str | None = Field(
         None, description="generic adapter: the correct letter, if not answer_field"
     )
+    choice_index: Literal[0, 1] | None = Field(
+        None, description="generic adapter: the correct option is an index counted from 0 or 1, not a letter"
+    )
     meta_fields: list[str] = Field([], description="generic adapter: source fields each row keeps in meta")
+
+    @model_validator(mode="after")
+    def _mapping_needs_generic(self) -> SourceConfig:
+        """A field mapping on a code adapter would be ignored: refused."""
+        given = [k for k in _MAPPING if getattr(self, k) is not None]
+        unused = given + ["meta_fields"] * bool(self.meta_fields) if self.adapter != "generic" else []
+        if unused:
+            raise ValueError(f"only adapter: generic reads {', '.join(unused)} (this one is {self.adapter})")
+        if self.answer_type and self.choices_field:
+            raise ValueError("answer_type applies to open-ended sources, not with choices_field")
+        return self
 
 
 class EvalSetConfig(Section):
-    path: str = Field(description="evaluation prompts to decontaminate against (jsonl/json/parquet/csv)")
-    field: str = Field("question", description="the field holding the prompt text")
+    path: str = Field(description="evaluation prompts to decontaminate against (jsonl/json/parquet, .gz)")
+    field: str | list[str] = Field(
+        "question",
+        description="the field holding the prompt text; a list: the first of them a record has (collections "
+        "whose files name it differently)",
+    )
+    name: str | None = Field(None, description="label in the data card (default: the file name)")
+    optional: bool = Field(
+        False, description="a missing file is skipped and noted in the card (a user-supplied set, MATH-500)"
+    )
 
 
 class DifficultyConfig(Section):
@@ -66,9 +104,26 @@ class DifficultyConfig(Section):
     )
     k: int = Field(8, ge=1, description="attempts per prompt at temperature 1.0")
     max_new_tokens: int = Field(512, ge=1, description="response cap")
+    max_prompt_tokens: int = Field(
+        512,
+        ge=1,
+        description="the training recipe's data.max_prompt_tokens: longer prompts (chat template and "
+        "instruction included) are not sampled and are dropped as prompt_too_long, as training skips them",
+    )
     chunk_size: int = Field(256, ge=1, description="rows per checkpointed chunk")
     pass_table: str | None = Field(
         None, description="jsonl of {id, solved}: use instead of running the model"
+    )
+    early_stop: bool = Field(
+        False,
+        description="sample one attempt at a time and stop a prompt once balancing knows its class (first "
+        "right attempt, and one wrong when max_solve_rate < 1); solved then counts the attempts made",
+    )
+    sample_size: int | None = Field(
+        None,
+        ge=1,
+        description="measure only a stratified sample of this many verified rows (by source); the card "
+        "extrapolates the full set and the output is balanced from the sample",
     )
     max_solve_rate: float = Field(0.99, ge=0, le=1, description="exclude items solved more often (simple)")
     unsolved_fraction: float = Field(0.5, ge=0, le=1, description="target fraction solved in none of k")
@@ -94,6 +149,13 @@ class DataBuildConfig(Section):
     near_duplicate_threshold: float = Field(
         0.8, gt=0, le=1, description="MinHash Jaccard for near duplicates"
     )
+    contamination_overlap: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="share of a row's 13-grams (26 characters of Chinese) found in the evaluation sets, or "
+        "of one evaluation prompt's found in the row, that marks it contaminated",
+    )
     synthesis: SynthesisConfig = SynthesisConfig()
     difficulty: DifficultyConfig = DifficultyConfig()
 
@@ -114,14 +176,8 @@ def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -
     limit = min(x for x in (source.limit, limit, len(raw)) if x is not None)
     if limit < len(raw):
         raw = raw.select(range(limit))
-    adapter = adapter_for(source.adapter, source.model_dump())
-    verifier = source.verifier or DEFAULT_VERIFIER[source.adapter]
-
-    def adapt(record: dict[str, Any], index: int) -> dict[str, Any]:
-        return adapt_record(record, index, source.name, adapter, verifier)
-
     return raw.map(
-        adapt,
+        record_adapter(source),
         with_indices=True,
         remove_columns=raw.column_names,
         num_proc=_procs(raw, num_proc),
@@ -129,20 +185,34 @@ def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -
     )
 
 
+def record_adapter(source: SourceConfig) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+    """(record, index) -> candidate for one source: its adapter, verifier and license."""
+    mapping = {k: getattr(source, k) for k in (*_MAPPING, "meta_fields")}
+    adapter = adapter_for(source.adapter, mapping)
+    verifier, license = source.verifier or DEFAULT_VERIFIER[source.adapter], source.license
+
+    def adapt(record: dict[str, Any], index: int) -> dict[str, Any]:
+        return adapt_record(record, index, source.name, adapter, verifier, license)
+
+    return adapt
+
+
 def _procs(ds: Any, num_proc: int) -> int | None:
     return num_proc if num_proc > 1 and len(ds) >= 1000 else None
 
 
-def _first_occurrences(prompts: list[str]) -> list[int]:
-    """Indices of the first row of every normalised prompt text (exact dedupe)."""
-    seen: set[str] = set()
-    first = []
+def _first_occurrences(prompts: list[str]) -> tuple[list[int], dict[int, int]]:
+    """Indices of the first row of every normalised prompt text, and {later copy: its first row}."""
+    seen: dict[str, int] = {}
+    first, copies = [], {}
     for i, prompt in enumerate(prompts):
         key = dedup.text_hash(prompt)
-        if key not in seen:
-            seen.add(key)
+        if key in seen:
+            copies[i] = seen[key]
+        else:
+            seen[key] = i
             first.append(i)
-    return first
+    return first, copies
 
 
 def build(
@@ -229,64 +299,117 @@ def stage_exact_dedupe(b: Build, ds: Any) -> list[dict[str, Any]]:
     """The surviving rows, first occurrence of each normalised prompt, materialised as dicts; found on the
     prompt column before any row is materialised (`ds[col]` is lazy: index a list)."""
     survivors = ds.select([i for i, reason in enumerate(ds["drop"]) if not reason])
-    first = _first_occurrences(list(survivors["prompt"]))
+    first, copies = _first_occurrences(list(survivors["prompt"]))
     sources = list(survivors["source"])
-    duplicates = sorted(set(range(len(sources))) - set(first))
-    b.dropped("exact_dedupe", ((sources[i], "exact_duplicate") for i in duplicates))
+    # the reason names the source of the copy that stays: the card shows which sources overlap
+    b.dropped("exact_dedupe", ((sources[i], f"exact_duplicate:{sources[j]}") for i, j in copies.items()))
     return survivors.select(first).to_list()
+
+
+SYNTHESIS_EXAMPLES = 10  # written problems shown in the card, the accepted ones first
 
 
 def stage_synthesis(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """New problems written by the model from seed rows, kept when a majority of k solutions agree."""
     syn, seed = b.config.synthesis, b.config.seed
     seeds = random.Random(seed).sample(rows, min(syn.seeds, len(rows)))
-    new_rows, rejected = synthesize(seeds, b.sample or b.model().sample, syn.k, syn.per_seed, syn.template)
+    sample = b.sample or b.model().sample
+    new_rows, rejected, fates = synthesize(seeds, sample, syn.k, syn.per_seed, syn.template)
     b.dropped("synthesis", (("synthetic", reason) for reason, n in rejected.items() for _ in range(n)))
     b.card["synthesized"] = len(new_rows)
+    kept = [f for f in fates if f["fate"] == "kept"]
+    b.card["synthesis"] = {
+        "seeds": len(seeds),
+        "written": len(seeds) * syn.per_seed,
+        "empty": rejected["synthesis_empty"],
+        "with_a_majority_answer": sum(f["fate"] != "synthesis_no_majority" for f in fates),
+        "passed_the_filter": len(new_rows),
+        "examples": (kept + [f for f in fates if f["fate"] != "kept"])[:SYNTHESIS_EXAMPLES],
+    }
     return rows + new_rows
 
 
 def stage_near_dedupe(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """MinHash near duplicates (an exact copy of a synthesised problem is one too, at Jaccard 1)."""
     near = dedup.near_duplicates([r["prompt"] for r in rows], b.config.near_duplicate_threshold)
-    b.dropped("near_dedupe", ((rows[i]["source"], "near_duplicate") for i in near))
+    pairs = ((rows[i]["source"], f"near_duplicate:{rows[j]['source']}") for i, j in near.items())
+    b.dropped("near_dedupe", pairs)
     return [r for i, r in enumerate(rows) if i not in near]
 
 
-def stage_decontaminate(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows sharing a 13-gram with an evaluation set are dropped."""
-    import datasets
+def eval_texts(eval_set: EvalSetConfig) -> tuple[list[str], int]:
+    """The prompt texts of an evaluation set (the first of its `field`s each record has) and how many
+    records had none of them (reported in the card, not silently skipped)."""
+    fields = [eval_set.field] if isinstance(eval_set.field, str) else eval_set.field
+    texts, missing = [], 0
+    for _, record in file_records(Path(eval_set.path)):
+        found = next((record[f] for f in fields if isinstance(record, dict) and record.get(f)), None)
+        if isinstance(found, str):
+            texts.append(found)
+        else:
+            missing += 1
+    return texts, missing
 
-    texts = []
+
+def stage_decontaminate(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows overlapping an evaluation set are dropped (reason `contaminated:<set>`; `dedup.Contamination`)."""
+    contamination = dedup.Contamination(min_overlap=b.config.contamination_overlap)
+    report: list[dict[str, Any]] = []
     for eval_set in b.config.decontaminate:
-        ds = datasets.load_dataset(data_format([eval_set.path]), data_files=[eval_set.path], split="train")
-        texts += [str(x) for x in ds[eval_set.field]]
-    contamination = dedup.Contamination(texts)
-    hits = [contamination.hit(r["prompt"]) for r in rows]
-    b.dropped(
-        "decontaminate", ((r["source"], "contaminated") for r, hit in zip(rows, hits, strict=True) if hit)
-    )
+        name = eval_set.name or Path(eval_set.path).name.split(".")[0]
+        if eval_set.optional and not Path(eval_set.path).exists():
+            report.append({"name": name, "path": eval_set.path, "prompts": None, "note": "absent (optional)"})
+            continue
+        texts, missing = eval_texts(eval_set)
+        contamination.add(texts, name)
+        report.append({"name": name, "path": eval_set.path, "prompts": len(texts), "without_text": missing})
+    hits = [contamination.which(r["prompt"]) for r in rows]
+    for entry in report:
+        entry["rows_dropped"] = sum(hit == entry["name"] for hit in hits)
+    b.card["decontamination"] = report
+    pairs = ((r["source"], f"contaminated:{hit}") for r, hit in zip(rows, hits, strict=True) if hit)
+    b.dropped("decontaminate", pairs)
     return [r for r, hit in zip(rows, hits, strict=True) if not hit]
 
 
 def stage_difficulty(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """pass@k of every row with the current model, in resumable chunks (`difficulty.estimate`)."""
-    d = b.config.difficulty
-    solved, b.card["difficulty_chunks"] = difficulty.estimate(
-        rows, b.solve or solver(d, b.model), d.k, b.out, d.chunk_size
-    )
-    rows = [{**r, "solved": solved[r["id"]]} for r in rows]
+    d, verified = b.config.difficulty, len(rows)
+    if d.sample_size and d.sample_size < len(rows):
+        sample = difficulty.stratified_sample(rows, d.sample_size, b.config.seed)
+        chosen = {r["id"] for r in sample}
+        b.dropped("difficulty", ((r["source"], "not_in_sample") for r in rows if r["id"] not in chosen))
+        rows = sample
+    outcomes, counts = difficulty.estimate(rows, b.solve or solver(d, b.model), d.k, b.out, d.chunk_size)
+    skipped = [r for r in rows if outcomes[r["id"]].get("skipped")]
+    b.dropped("difficulty", ((r["source"], outcomes[r["id"]]["skipped"]) for r in skipped))
+    rows = [r for r in rows if not outcomes[r["id"]].get("skipped")]
+    b.card["difficulty_chunks"] = {key: counts[key] for key in ("chunks_done", "chunks_skipped")}
+    b.card["difficulty_run"] = {"early_stop": d.early_stop, "k": d.k, "max_new_tokens": d.max_new_tokens}
+    b.card["difficulty_run"] |= difficulty.run_report(counts, d.k, verified)
+    rows = [{**r, **_difficulty_columns(outcomes[r["id"]])} for r in rows]
     b.card["solve_histogram"] = dict(sorted(Counter(r["solved"] for r in rows).items()))
     return rows
+
+
+def _difficulty_columns(outcome: dict[str, Any]) -> dict[str, int]:
+    return {"solved": outcome["solved"], "attempts": outcome["attempts"]}
 
 
 def stage_balance(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Simple items out, then about `unsolved_fraction` never solved, stratified by source."""
     d = b.config.difficulty
-    rows, b.card["balance"] = difficulty.balance(
+    chosen, b.card["balance"] = difficulty.balance(
         rows, d.k, d.target_size, d.unsolved_fraction, d.max_solve_rate, b.config.seed
     )
-    return rows
+    kept = {r["id"] for r in chosen}
+    left = (r for r in rows if r["id"] not in kept)
+    b.dropped("balance", ((r["source"], _balance_reason(r, d)) for r in left))
+    return chosen
+
+
+def _balance_reason(row: dict[str, Any], d: DifficultyConfig) -> str:
+    return "too_easy" if row["solved"] / d.k > d.max_solve_rate else "not_sampled"
 
 
 def stages(config: DataBuildConfig) -> list[tuple[str, Stage]]:
@@ -322,8 +445,7 @@ def _build(
         rows = stage(b, rows)
         b.card["stages"].append({"stage": name, "rows_out": _live(rows)})
         b.card["seconds"][name] = round(time.perf_counter() - t0, 2)
-    b.card["output_rows"] = len(rows)
-    b.card["output_by_source"] = dict(sorted(Counter(r["source"] for r in rows).items()))
+    describe_output(rows, b.card, config.seed)
     b.card["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     b.card["seconds"]["total"] = round(time.perf_counter() - start, 2)
     write_outputs(rows, b.out, config, b.card)
@@ -361,4 +483,5 @@ def solver(d: DifficultyConfig, model: Callable[[], difficulty.SolveFn]) -> diff
 
         return lookup
     ray_model = model()
-    return lambda rows: ray_model.solve([prompt_row(r) for r in rows])
+    stop = difficulty.decided(d.k, d.max_solve_rate) if d.early_stop else None
+    return lambda rows: ray_model.solve([prompt_row(r) for r in rows], stop)

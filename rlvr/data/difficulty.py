@@ -1,10 +1,16 @@
 """Dataset builder, stage 6: difficulty by pass@k with the current model, and balancing.
 
 `estimate` walks the rows in fixed chunks; each finished chunk is written to
-`<work>/difficulty/chunk_NNNNN.jsonl` (id, solved out of k) before the next starts, so an interrupted build
-resumes where it stopped and never redoes a chunk. `balance` then drops the simple items and samples the
-target size so that the fraction solved in none of the k attempts is the target, stratified by source and
-deterministic given the seed.
+`<work>/difficulty/chunk_NNNNN.jsonl` (id, solved, attempts made, response tokens) before the next starts, so
+an interrupted build resumes where it stopped and never redoes a chunk. `balance` then drops the simple items
+and samples the target size so that the fraction solved in none of the k attempts is the target, stratified
+by source and deterministic given the seed.
+
+Balancing needs only each prompt's class — never solved, solved but not simple, simple (solved more often
+than `max_solve_rate`) — not its exact count. `decided` says when the attempts so far fix the class, so the
+model can stop sampling a prompt early: at the first right attempt when nothing is too simple
+(`max_solve_rate` 1), else at the first right attempt once one is also wrong. A never-solved prompt always
+takes all k attempts.
 """
 
 from __future__ import annotations
@@ -12,17 +18,38 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-SolveFn = Callable[[list[dict[str, Any]]], list[int]]  # rows -> solved count (0..k) per row
+# rows -> per row, solved of k (an int), or {"solved", "attempts", "tokens"} when sampling stopped early
+SolveFn = Callable[[list[dict[str, Any]]], list[Any]]
+StopFn = Callable[[int, int], bool]  # (right, wrong) attempts so far -> the prompt's class is known
+
+
+def decided(k: int, max_solve_rate: float) -> StopFn:
+    """When (right, wrong) attempts fix a prompt's class for `balance`: at least one right, and enough wrong
+    that it cannot be simple (solved more than `max_solve_rate` of k)."""
+    most = math.floor(max_solve_rate * k + 1e-9)  # the most right answers a prompt kept as not simple has
+    wrong_needed = 0 if most >= k else k - most
+    return lambda right, wrong: right >= 1 and wrong >= wrong_needed
+
+
+def _outcome(result: Any, k: int) -> dict[str, Any]:
+    """A solver's answer for one row (a count of k, or a dict after early stopping) as one record."""
+    if not isinstance(result, dict):
+        return {"solved": int(result), "attempts": k, "tokens": None}
+    attempts = int(result.get("attempts", k))  # chunks written before early stopping hold only `solved`
+    outcome = {"solved": int(result["solved"]), "attempts": attempts, "tokens": result.get("tokens")}
+    return outcome | ({"skipped": result["skipped"]} if result.get("skipped") else {})
 
 
 def estimate(
     rows: Sequence[dict[str, Any]], solve: SolveFn, k: int, work_dir: Path, chunk_size: int = 256
-) -> tuple[dict[str, int], dict[str, int]]:
-    """{id: solved of k} for every row, and {"chunks_done", "chunks_skipped"} for the data card."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """{id: {solved, attempts, tokens}} for every row, and for the data card the chunks done and skipped and
+    the seconds, prompts, attempts and tokens of the chunks sampled in this run (their speed)."""
     folder = work_dir / "difficulty"
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.json"
@@ -33,29 +60,57 @@ def estimate(
             "delete it or use another output folder"
         )
     manifest.write_text(json.dumps(spec))
-    solved: dict[str, int] = {}
-    counts = {"chunks_done": 0, "chunks_skipped": 0}
+    outcomes: dict[str, dict[str, Any]] = {}
+    counts: dict[str, Any] = {"chunks_done": 0, "chunks_skipped": 0, "seconds": 0.0, "prompts": 0}
+    counts |= {"attempts": 0, "tokens": 0}
     for start in range(0, len(rows), chunk_size):
         chunk = rows[start : start + chunk_size]
         path = folder / f"chunk_{start // chunk_size:05d}.jsonl"
         if path.exists():
             for line in path.read_text().splitlines():
                 item = json.loads(line)
-                solved[item["id"]] = item["solved"]
+                outcomes[item.pop("id")] = _outcome(item, k)
             counts["chunks_skipped"] += 1
             continue
-        results = solve(list(chunk))
+        began = time.perf_counter()
+        results = [_outcome(x, k) for x in solve(list(chunk))]
+        counts["seconds"] += time.perf_counter() - began
         partial = path.with_suffix(".partial")
-        partial.write_text(
-            "".join(
-                json.dumps({"id": r["id"], "solved": int(s)}) + "\n"
-                for r, s in zip(chunk, results, strict=True)
-            )
-        )
+        lines = (json.dumps({"id": r["id"], **o}) + "\n" for r, o in zip(chunk, results, strict=True))
+        partial.write_text("".join(lines))
         partial.rename(path)  # a chunk file exists only when complete
-        solved.update({r["id"]: int(s) for r, s in zip(chunk, results, strict=True)})
+        outcomes.update({r["id"]: o for r, o in zip(chunk, results, strict=True)})
         counts["chunks_done"] += 1
-    return solved, counts
+        counts["prompts"] += sum(1 for o in results if not o.get("skipped"))
+        counts["attempts"] += sum(o["attempts"] for o in results)
+        counts["tokens"] += sum(o["tokens"] or 0 for o in results)
+    return outcomes, counts
+
+
+def run_report(counts: dict[str, Any], k: int, full_size: int) -> dict[str, Any]:
+    """The speed of the chunks sampled in this run, the attempts early stopping saved, and the cost of the
+    whole verified set at that speed (`full_size` prompts, same attempts and tokens per prompt)."""
+    prompts, seconds = counts["prompts"], counts["seconds"]
+    if not prompts or not seconds:
+        return {"prompts": prompts, "note": "no chunk was sampled in this run (all resumed)"}
+    report = {
+        "prompts": prompts,
+        "seconds": round(seconds, 1),
+        "attempts": counts["attempts"],
+        "attempts_without_early_stop": prompts * k,
+        "attempts_saved": round(1 - counts["attempts"] / (prompts * k), 4),
+        "response_tokens": counts["tokens"],
+        "prompts_per_s": round(prompts / seconds, 4),
+        "attempts_per_s": round(counts["attempts"] / seconds, 3),
+        "tokens_per_s": round(counts["tokens"] / seconds, 1),
+    }
+    report["full_set"] = {
+        "prompts": full_size,
+        "attempts": round(counts["attempts"] / prompts * full_size),
+        "response_tokens": round(counts["tokens"] / prompts * full_size),
+        "hours_at_this_speed": round(full_size / (prompts / seconds) / 3600, 1),
+    }
+    return report
 
 
 def _quota(groups: dict[str, list[Any]], total: int) -> dict[str, int]:
@@ -71,6 +126,12 @@ def _quota(groups: dict[str, list[Any]], total: int) -> dict[str, int]:
         if quota[name] < len(groups[name]):
             quota[name] += 1
     return quota
+
+
+def stratified_sample(rows: Sequence[dict[str, Any]], count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`count` rows, each source in proportion to its size, in input order; deterministic given the seed."""
+    chosen = {id(r) for r in _stratified(list(rows), count, random.Random(seed))}
+    return [r for r in rows if id(r) in chosen]
 
 
 def _stratified(rows: list[dict[str, Any]], count: int, rng: random.Random) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import torch
 from rlvr.actors import start_rollout_worker, start_verifier_worker
 from rlvr.cluster import ensure_ray
 from rlvr.config import VerifierConfig
+from rlvr.data.difficulty import StopFn
 from rlvr.data.schema import PromptRow
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.sampler import PromptFormat, Sampler, SamplingSettings
@@ -20,8 +21,8 @@ from rlvr.tokenizer import load_tokenizer
 
 
 class RayModel:
-    """`sample(texts, n)`: n completions per text at temperature 1.0. `solve(rows)`: how many of k samples
-    each row's verifier accepts (the difficulty stage)."""
+    """`sample(texts, n)`: n completions per text at temperature 1.0. `solve(rows, stop)`: how many of k
+    samples each row's verifier accepts (the difficulty stage), optionally stopping a row early."""
 
     def __init__(self, d: Any, seed: int = 0) -> None:
         if not (d.model or d.preset):
@@ -33,8 +34,15 @@ class RayModel:
             torch.manual_seed(derive_seed(seed, "init"))
             model = Megrez2ForCausalLM(Megrez2Config.preset(d.preset))
         tokenizer = load_tokenizer(d.model)
+        # vLLM sizes its KV cache for the context it may see: the prompts it is given and the response cap
+        options = {"max_model_len": d.max_prompt_tokens + d.max_new_tokens} if d.engine == "vllm" else None
         self.worker = start_rollout_worker(
-            d.engine, model.config, model.state_dict(), tokenizer.stop_token_ids, tokenizer.pad_token_id
+            d.engine,
+            model.config,
+            model.state_dict(),
+            tokenizer.stop_token_ids,
+            tokenizer.pad_token_id,
+            options=options,
         )
         self.verifier = start_verifier_worker(VerifierConfig(processes=1))
         # pass@k sees the prompts as training will; synthesis prompts carry their own instructions
@@ -42,7 +50,7 @@ class RayModel:
         plain = d.prompt.model_copy(update={"instruction": None, "instructions": {}})
         self.writer = Sampler(PromptFormat(tokenizer, plain), self._generate, self._verify)
         self.k, self.max_new_tokens, self.seed = d.k, d.max_new_tokens, seed
-        self.calls = 0
+        self.max_prompt_tokens, self.calls = d.max_prompt_tokens, 0
 
     def _generate(self, *args: Any) -> Any:
         return ray.get(self.worker.generate.remote(*args))
@@ -55,17 +63,54 @@ class RayModel:
         return prompt_seeds(self.seed, purpose, self.calls, count)
 
     def sample(self, texts: list[str], n: int) -> list[list[str]]:
+        """n completions per text; none for a text over `max_prompt_tokens` (counted as nothing written)."""
         rows = [PromptRow(id=str(i), prompt=t, answer="") for i, t in enumerate(texts)]
+        fits = self._fitting(self.writer, rows)
         settings = SamplingSettings(n, self.max_new_tokens)
-        rollouts = self.writer.generate(rows, settings, self._seeds("synthesis", len(rows)))
+        seeds = self._seeds("synthesis", len(rows))
+        chosen = [rows[i] for i in fits]
+        rollouts = self.writer.generate(chosen, settings, [seeds[i] for i in fits]) if fits else []
         out: list[list[str]] = [[] for _ in texts]
         for r in rollouts:
-            out[r.prompt_index].append(self.writer.tokenizer.decode(r.response_ids))
+            out[fits[r.prompt_index]].append(self.writer.tokenizer.decode(r.response_ids))
         return out
 
-    def solve(self, rows: list[PromptRow]) -> list[int]:
-        settings = SamplingSettings(self.k, self.max_new_tokens)
-        solved = [0] * len(rows)
-        for s in self.sampler.sample(rows, settings, self._seeds("difficulty", len(rows))):
-            solved[s.rollout.prompt_index] += int(s.result.correct)
-        return solved
+    def solve(self, rows: list[PromptRow], stop: StopFn | None = None) -> list[dict[str, Any]]:
+        """Per row: {solved, attempts, tokens}, and `skipped` for a prompt over max_prompt_tokens. Without
+        `stop`, all k attempts in one call; with it, one attempt per round, and a row leaves once
+        `stop(right, wrong)` says its class is known. Attempt a of a row has its own seed whichever rows are
+        still sampling (a rerun repeats it); it is a different draw from the same distribution as sample a
+        of the one-call mode."""
+        seeds = self._seeds("difficulty", len(rows))
+        out: list[dict[str, Any]] = [{"solved": 0, "attempts": 0, "tokens": 0} for _ in rows]
+        # a prompt longer than training takes is not sampled (training would skip it: data.max_prompt_tokens)
+        fits = self._fitting(self.sampler, rows)
+        for i in set(range(len(rows))) - set(fits):
+            out[i]["skipped"] = "prompt_too_long"
+        if stop is None:
+            self._tally([rows[i] for i in fits], fits, self.k, [seeds[i] for i in fits], out)
+            return out
+        active = fits
+        for attempt in range(self.k):
+            if not active:
+                break
+            round_seeds = [derive_seed(seeds[i], "difficulty", attempt) for i in active]
+            self._tally([rows[i] for i in active], active, 1, round_seeds, out)
+            active = [i for i in active if not stop(out[i]["solved"], out[i]["attempts"] - out[i]["solved"])]
+        return out
+
+    def _fitting(self, sampler: Sampler, rows: list[PromptRow]) -> list[int]:
+        """Indices of the rows whose prompt, as the model sees it, is at most max_prompt_tokens long."""
+        return [i for i, row in enumerate(rows) if len(sampler.prompt_ids(row)) <= self.max_prompt_tokens]
+
+    def _tally(
+        self, rows: list[PromptRow], index: list[int], n: int, seeds: list[int], out: list[dict[str, Any]]
+    ) -> None:
+        """n attempts at each of `rows` (row j is out[index[j]]): right ones, attempts, response tokens."""
+        if not rows:
+            return
+        for s in self.sampler.sample(rows, SamplingSettings(n, self.max_new_tokens), seeds):
+            record = out[index[s.rollout.prompt_index]]
+            record["solved"] += int(s.result.correct)
+            record["attempts"] += 1
+            record["tokens"] += len(s.rollout.response_ids)

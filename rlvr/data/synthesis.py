@@ -9,6 +9,7 @@ counted with its reason.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -59,25 +60,30 @@ def synthesize(
     k: int = 4,
     per_seed: int = 1,
     template: str = DEFAULT_TEMPLATE,
-) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """New candidate rows from `seeds` (candidates of stage 1-3) and the reasons for every rejection."""
+) -> tuple[list[dict[str, Any]], Counter[str], list[dict[str, Any]]]:
+    """New candidate rows from `seeds` (candidates of stage 1-3), the reasons for every rejection, and what
+    became of each written problem (for the data card: seed, problem, majority answer and votes, fate)."""
     written = sample([template.format(problem=s["prompt"]) for s in seeds], per_seed)
     problems = [(seed, text.strip()) for seed, texts in zip(seeds, written, strict=True) for text in texts]
     rejected: Counter[str] = Counter()
     usable = [(seed, text) for seed, text in problems if text]
     rejected["synthesis_empty"] += len(problems) - len(usable)
     solutions = sample([SOLVE_TEMPLATE.format(problem=text) for _, text in usable], k) if usable else []
-    rows = []
+    rows, fates = [], []
     for i, ((seed, text), sols) in enumerate(zip(usable, solutions, strict=True)):
-        answer, _ = majority_answer(sols, seed["verifier"])
-        if answer is None:
-            rejected["synthesis_no_majority"] += 1
-            continue
-        reason = verifiability_reason(answer, text, seed["verifier"])
+        answer, votes = majority_answer(sols, seed["verifier"])
+        reason = "no_majority" if answer is None else verifiability_reason(answer, text, seed["verifier"])
+        fates.append({"seed_id": seed["id"], "problem": text, "answer": answer, "votes": votes, "k": k})
+        fates[-1]["fate"] = f"synthesis_{reason}" if reason else "kept"
         if reason:
             rejected[f"synthesis_{reason}"] += 1
             continue
-        meta = {"seed_id": seed["id"], "solutions": sols, "k": k}
+        meta = {"seed_id": seed["id"], "solutions": sols, "k": k, "license": _seed_license(seed)}
         source = f"synthetic_{seed['source']}"
         rows.append(candidate(source, i, prompt=text, answer=answer, verifier=seed["verifier"], meta=meta))
-    return rows, rejected
+    return rows, rejected, fates
+
+
+def _seed_license(seed: dict[str, Any]) -> str:
+    """A written problem is derived from its seed: it carries the seed's license."""
+    return json.loads(seed.get("meta") or "{}").get("license", "")
