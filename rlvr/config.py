@@ -369,8 +369,8 @@ def _compact(value: Any) -> str:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`rollout.n=8` -> (["rollout", "n"], 8). The value is read as YAML, so `true`, `[1, 2]`, `null` work;
-    text YAML would read as a block mapping (`instruction=Answer:`) stays text, a mapping is written `{a: 1}`."""
+    """`rollout.n=8` -> (["rollout", "n"], 8). The value is read as YAML, so `true`, `[1, 2]`, `null`
+    work; text YAML would read as a block mapping (`instruction=Answer:`) stays text (write `{a: 1}`)."""
     key, sep, raw = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(f"override {text!r} is not of the form section.key=value")

@@ -263,6 +263,27 @@ def test_build_balances_with_a_pass_table(tmp_path: Path) -> None:
     assert all(r["solved"] < 4 for r in out)
 
 
+def test_held_out_rows_are_written_apart_and_never_measured_or_trained_on(tmp_path: Path) -> None:
+    rows = [{"q": f"What is {i} times 3?", "a": str(3 * i)} for i in range(120)]
+    measured: list[str] = []
+
+    def solve(batch: list[dict]) -> list[int]:
+        measured.extend(r["id"] for r in batch)
+        return [int(r["id"].rsplit("-", 1)[1]) % 2 for r in batch]
+
+    config = qa_config(
+        tmp_path, "t", rows, near_duplicate_threshold=1.0, heldout_size=20, difficulty={"k": 2}
+    )
+    card = build(config, solve=solve)
+    held = read_prompt_file(tmp_path / "out/heldout.parquet").rows
+    trained = read_prompt_file(tmp_path / "out/prompts.parquet").rows
+    assert len(held) == 20 and card["heldout"]["rows"] == 20 and card["heldout"]["by_source"] == {"t": 20}
+    held_ids = {r.id for r in held}
+    assert not held_ids & {r.id for r in trained} and not held_ids & set(measured)
+    assert len(measured) == 100 and {r.id for r in trained} <= set(measured) and len(trained) >= 80
+    assert "heldout.parquet" in (tmp_path / "out/data_card.md").read_text()
+
+
 def load_parquet(path: Path) -> list[dict]:
     import datasets
 

@@ -27,7 +27,7 @@ from rlvr.config import PromptConfig, RecipeError, Section
 from rlvr.data import dedup, difficulty
 from rlvr.data.card import describe_output, write_outputs
 from rlvr.data.filters import filter_verifiable, to_open_ended
-from rlvr.data.schema import file_records
+from rlvr.data.schema import file_records, write_prompt_file
 from rlvr.data.sources import DEFAULT_VERIFIER, adapt_record, adapter_for, data_format, prompt_row
 from rlvr.data.synthesis import DEFAULT_TEMPLATE, SampleFn, synthesize
 
@@ -155,6 +155,12 @@ class DataBuildConfig(Section):
         le=1,
         description="share of a row's 13-grams (26 characters of Chinese) found in the evaluation sets, or "
         "of one evaluation prompt's found in the row, that marks it contaminated",
+    )
+    heldout_size: int = Field(
+        0,
+        ge=0,
+        description="rows set aside (stratified by source, after decontamination) as heldout.parquet for "
+        "held-out evaluation of the same sources: never measured for difficulty, never trained on; 0: none",
     )
     synthesis: SynthesisConfig = SynthesisConfig()
     difficulty: DifficultyConfig = DifficultyConfig()
@@ -372,6 +378,17 @@ def stage_decontaminate(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, 
     return [r for r, hit in zip(rows, hits, strict=True) if not hit]
 
 
+def stage_heldout(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`heldout_size` rows, stratified by source, to `heldout.parquet`; the rest go on to training."""
+    held = difficulty.stratified_sample(rows, min(b.config.heldout_size, len(rows)), b.config.seed)
+    ids = {r["id"] for r in held}
+    write_prompt_file([prompt_row(r) for r in held], b.out / "heldout.parquet")
+    by_source = dict(sorted(Counter(r["source"] for r in held).items()))
+    b.card["heldout"] = {"rows": len(held), "by_source": by_source}
+    b.dropped("heldout", ((r["source"], "held_out") for r in held))
+    return [r for r in rows if r["id"] not in ids]
+
+
 def stage_difficulty(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """pass@k of every row with the current model, in resumable chunks (`difficulty.estimate`)."""
     d, verified = b.config.difficulty, len(rows)
@@ -423,6 +440,8 @@ def stages(config: DataBuildConfig) -> list[tuple[str, Stage]]:
     if config.synthesis.enabled:
         pipeline.append(("synthesis", stage_synthesis))
     pipeline += [("near_dedupe", stage_near_dedupe), ("decontaminate", stage_decontaminate)]
+    if config.heldout_size:
+        pipeline.append(("heldout", stage_heldout))
     if config.difficulty.enabled:
         pipeline += [("difficulty", stage_difficulty), ("balance", stage_balance)]
     return pipeline

@@ -92,7 +92,12 @@ def source_table(card: dict[str, Any], licenses: dict[str, str]) -> list[str]:
 
 
 def card_markdown(card: dict[str, Any], licenses: dict[str, str] | None = None) -> str:
-    lines = ["# Data card", "", f"Output: **{card['output_rows']:,}** prompts.", "", "## Per source", ""]
+    lines = ["# Data card", "", f"Output: **{card['output_rows']:,}** prompts.", ""]
+    if card.get("heldout"):
+        by_source = ", ".join(f"{s} {n}" for s, n in card["heldout"]["by_source"].items())
+        rows = card["heldout"]["rows"]
+        lines += [f"Held out for evaluation: {rows:,} rows in heldout.parquet ({by_source}).", ""]
+    lines += ["## Per source", ""]
     lines += source_table(card, licenses or {})
     lines += ["", "## Rows per license", "", "| license | rows |", "|---|---:|"]
     lines += [f"| {name} | {n:,} |" for name, n in card.get("output_by_license", {}).items()]
