@@ -97,12 +97,14 @@ def start_rollout_worker(
     pad_token_id: int,
     options: dict[str, Any] | None = None,
     num_gpus: float = 0,
+    threads: int | None = None,
+    share: int = 1,
 ) -> Any:
-    """A `RolloutWorker` actor (one CPU, `num_gpus` GPUs) holding `state` (weights or a ref to them). Ray
-    restarts it if its process dies; the caller then reloads the current weights (`rlvr/restarts.py`)."""
-    return RolloutWorker.options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1).remote(
-        engine, model_config, state, stop_token_ids, pad_token_id, options=options
-    )
+    """A `RolloutWorker` actor (one CPU, `num_gpus` GPUs) holding `state` (weights or a ref to them), with
+    `threads` torch threads (default: its node's cores over `share`). Ray restarts it if its process dies;
+    the caller then reloads the current weights (`rlvr/restarts.py`)."""
+    actor = RolloutWorker.options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1)
+    return actor.remote(engine, model_config, state, stop_token_ids, pad_token_id, options, threads, share)
 
 
 def start_verifier_worker(v: VerifierConfig, num_cpus: float = 1) -> Any:
@@ -145,6 +147,8 @@ class TrainingActors:
                 pad_token_id,
                 engine_options(recipe),
                 res.gpus_per_rollout_worker,
+                res.cpu_threads,
+                recipe.rollout.workers,
             )
             for _ in range(recipe.rollout.workers)
         ]

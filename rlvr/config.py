@@ -325,6 +325,12 @@ class ResourcesConfig(Section):
     gpus_per_learner: float = Field(0, ge=0, description="GPUs per learner rank; 0 runs on CPU")
     gpus_per_rollout_worker: float = Field(0, ge=0, description="GPUs per rollout worker; 0 runs on CPU")
     cpus_per_verifier_worker: float = Field(1, gt=0, description="CPUs reserved per VerifierWorker actor")
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch threads of each learner rank and rollout worker; default: the node's cores split "
+        "between the actors of a phase (rollout.workers, learner_workers), as the phases take turns",
+    )
 
 
 class RecipeConfig(Section):

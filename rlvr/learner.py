@@ -37,6 +37,7 @@ from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, max_violation,
 from rlvr.model.sampling import processed_logits, sampled_logprobs
 from rlvr.parallel import DataParallel, free_port, grad_norm
 from rlvr.seeds import derive_seed
+from rlvr.threads import use_cores
 from rollout.types import Rollout
 
 
@@ -189,6 +190,7 @@ class Learner:
         its address)."""
         self.spec, self.device = spec, spec.device
         self.rank, self.world_size = rank, world_size
+        use_cores(spec.resources.cpu_threads, share=world_size)  # Ray would leave an actor one thread
         torch.manual_seed(derive_seed(spec.seed, "init"))  # every rank builds the same initial weights
         config = dataclasses.replace(
             spec.model, activation_checkpointing=spec.precision.activation_checkpointing

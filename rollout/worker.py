@@ -10,6 +10,7 @@ import ray
 import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.threads import use_cores
 from rollout.torch_engine import TorchEngine
 from rollout.types import Rollout, RolloutEngine, Seeds
 
@@ -45,11 +46,12 @@ class RolloutWorker:
         state: dict[str, torch.Tensor],
         eos_token_id: int | Sequence[int],
         pad_token_id: int = 0,
-        num_threads: int | None = None,
         options: dict[str, Any] | None = None,
+        threads: int | None = None,
+        share: int = 1,
     ) -> None:
-        if num_threads:
-            torch.set_num_threads(num_threads)
+        """`threads` torch threads, else the node's cores split between `share` workers (`use_cores`)."""
+        self.threads = use_cores(threads, share)
         # a rollout worker's vLLM says what matters (warnings and up) unless VLLM_LOGGING_LEVEL asks for more
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.engine = build_engine(engine, model_config, state, eos_token_id, pad_token_id, options)
@@ -70,4 +72,4 @@ class RolloutWorker:
         return self.engine.update_weights(state)
 
     def health(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), **self.engine.health()}
+        return {"pid": os.getpid(), "threads": self.threads, **self.engine.health()}

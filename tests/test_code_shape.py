@@ -16,8 +16,9 @@ MAX_MODULE_LINES = 600
 ALLOWED = {
     "rlvr.model": ("rlvr.model",),
     "rlvr.seeds": (),
+    "rlvr.threads": (),
     "verifiers": ("verifiers",),
-    "rollout": ("rollout", "rlvr.model", "rlvr.seeds"),
+    "rollout": ("rollout", "rlvr.model", "rlvr.seeds", "rlvr.threads"),
 }
 
 

@@ -20,6 +20,7 @@ from rlvr.config import load_recipe
 from rlvr.data import write_prompt_file
 from rlvr.data.arithmetic import task_rows
 from rlvr.dynamic_sampling import collect_groups, groups_of, informative
+from rlvr.threads import node_cores
 from rlvr.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +102,9 @@ def test_a_killed_rollout_worker_is_restarted_and_the_step_completes(local_ray: 
         tmp_path, "rollout.workers=2", "rollout.prompts_per_step=8", "rollout.max_new_tokens=24"
     )
     try:
-        victim = ray.get(trainer.actors.rollout_workers[1].health.remote())["pid"]
+        health = ray.get(trainer.actors.rollout_workers[1].health.remote())
+        victim = health["pid"]
+        assert health["threads"] == max(1, node_cores() // 2)  # not the one thread Ray gives an actor
         killer = threading.Timer(0.2, os.kill, (victim, signal.SIGKILL))  # lands during step 1's generation
         killer.start()
         first = trainer.step(1)
