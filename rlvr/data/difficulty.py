@@ -84,6 +84,8 @@ def estimate(
         counts["prompts"] += sum(1 for o in results if not o.get("skipped"))
         counts["attempts"] += sum(o["attempts"] for o in results)
         counts["tokens"] += sum(o["tokens"] or 0 for o in results)
+        solved = sum(1 for o in results if o["solved"])
+        print(f"difficulty: chunk {path.name} ({len(chunk)} rows, {solved} solved at least once)", flush=True)
     return outcomes, counts
 
 

@@ -4,6 +4,7 @@ scores them with each row's own verifier (stage 6: pass@k)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -95,7 +96,13 @@ class RayModel:
             if not active:
                 break
             round_seeds = [derive_seed(seeds[i], "difficulty", attempt) for i in active]
+            began = time.perf_counter()
             self._tally([rows[i] for i in active], active, 1, round_seeds, out)
+            print(
+                f"difficulty: attempt {attempt + 1}/{self.k} on {len(active)} prompts in "
+                f"{time.perf_counter() - began:.0f} s; {sum(1 for o in out if o['solved'])} solved so far",
+                flush=True,
+            )
             active = [i for i in active if not stop(out[i]["solved"], out[i]["attempts"] - out[i]["solved"])]
         return out
 
