@@ -27,9 +27,10 @@ from rollout.types import Rollout, Seeds, seeds_of_samples
 from rollout.vllm_logging import quiet_vllm
 
 # vLLM's CPU default KV cache is half the RAM (seconds to touch, and shared with the learner here): rlvr gives
-# room for 16 sequences of the context length, within these bounds.
-CPU_KV_CACHE_BYTES = (256 << 20, 2 << 30)
-CPU_KV_SEQUENCES = 16
+# room for 64 sequences of the context length, within these bounds. Sequences beyond what fits wait their
+# turn, so a rollout of prompts x n larger than that runs in several waves.
+CPU_KV_CACHE_BYTES = (256 << 20, 4 << 30)
+CPU_KV_SEQUENCES = 64
 
 
 def cpu_kv_cache_bytes(config: Megrez2Config, max_model_len: int | None, dtype: str) -> int:
