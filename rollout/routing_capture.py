@@ -4,9 +4,9 @@ The Megrez2 model class computes routing in our own code (`rollout/vllm_megrez2.
 too (vLLM's `enable_return_routed_experts` hooks its fused MoE layer, which this model does not use, and
 needs Model Runner V2 and prefix caching). Built with the config flag `CAPTURE_ROUTES`, the model writes, in
 every forward, the experts of each (token, MoE layer) and the token's position into two static buffers in the
-batch's token order. A `RouteRecorder`, installed in the worker by `install_route_recorder`, wraps the model
-runner's `execute_model`: after each step it reads the buffers and files each request's slice under the
-request by position. The engine takes them (`take_routes`) when `generate` returns.
+batch's token order. A `RouteRecorder`, installed in the worker through the worker extension
+`RouteCaptureExtension`, wraps the model runner's `execute_model`: after each step it reads the buffers and
+files each request's slice under the request by position. The engine takes them when `generate` returns.
 
 Position t's experts are computed when token t is the model's *input*: the prompt's during prefill, each
 sampled token's in the decode step that feeds it back. The last sampled token is never fed back, so a request
@@ -77,39 +77,46 @@ class RouteRecorder:
         return out
 
 
-def install_route_recorder(worker: Any) -> None:
-    """Wraps the worker's `model_runner.execute_model` with a `RouteRecorder` (run by `collective_rpc`)."""
-    runner = worker.model_runner
-    model = runner.get_model()
-    model = model.unwrap() if hasattr(model, "unwrap") else model  # a CUDA-graph wrapper holds the model
-    model = model.model  # MegrezMoeForCausalLM -> MegrezMoeModel, which holds the buffers
-    if getattr(model, "routes_NLK", None) is None:
-        raise RuntimeError("routing capture: the model was built without the capture flag (CAPTURE_ROUTES)")
-    recorder = RouteRecorder(runner, model)
-    execute = runner.execute_model
+class RouteCaptureExtension:
+    """Mixed into vLLM's worker class (`LLM(worker_extension_cls=EXTENSION)`), so the engine reaches the
+    recorder by `collective_rpc(method name)`, in process or in a spawned engine core alike."""
 
-    def execute_model(scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
-        output = execute(scheduler_output, *args, **kwargs)
-        recorder.after_step(scheduler_output)
-        return output
+    def rlvr_install_route_recorder(self) -> None:
+        """Wraps the model runner's `execute_model` with a `RouteRecorder`."""
+        runner = self.model_runner
+        model = runner.get_model()
+        model = model.unwrap() if hasattr(model, "unwrap") else model  # a CUDA-graph wrapper holds the model
+        model = model.model  # MegrezMoeForCausalLM -> MegrezMoeModel, which holds the buffers
+        if getattr(model, "routes_NLK", None) is None:
+            raise RuntimeError("routing capture: the model was built without the flag CAPTURE_ROUTES")
+        recorder = RouteRecorder(runner, model)
+        execute = runner.execute_model
 
-    runner.execute_model = execute_model
-    runner.rlvr_route_recorder = recorder
+        def execute_model(scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
+            output = execute(scheduler_output, *args, **kwargs)
+            recorder.after_step(scheduler_output)
+            return output
+
+        runner.execute_model = execute_model
+        runner.rlvr_route_recorder = recorder
+
+    def rlvr_take_routes(self) -> dict[str, tuple[bytes, list[int]]]:
+        """The recorder's routes by engine request id, as (int16 bytes, shape): plain types, which a spawned
+        engine core's reply carries as they are (it would not rebuild a tensor). Clears them."""
+        routes = self.model_runner.rlvr_route_recorder.take()
+        return {request: (r.numpy().tobytes(), list(r.shape)) for request, r in routes.items()}
 
 
-def take_routes(worker: Any) -> dict[str, Tensor]:
-    """The recorder's routes by engine request id (run by `collective_rpc`)."""
-    return worker.model_runner.rlvr_route_recorder.take()
+EXTENSION = f"{__name__}.{RouteCaptureExtension.__qualname__}"
 
 
-def clear_routes(worker: Any) -> None:
-    worker.model_runner.rlvr_route_recorder.take()
-
-
-def routes_of(request_id: str, routes: dict[str, Tensor]) -> Tensor | None:
-    """The routes of the request the caller knows as `request_id`: vLLM's engine core appends a random
-    suffix ("<id>-<8 hex>") to the id the caller sees."""
-    if request_id in routes:
-        return routes[request_id]
-    matches = [key for key in routes if key.rsplit("-", 1)[0] == request_id]
-    return routes[matches[0]] if len(matches) == 1 else None
+def routes_of(request_id: str, routes: dict[str, tuple[bytes, list[int]]]) -> Tensor | None:
+    """The routes (`rlvr_take_routes`'s) of the request the caller knows as `request_id`, or None: vLLM's
+    engine core appends a random suffix ("<id>-<8 hex>") to the id the caller sees."""
+    key = request_id if request_id in routes else None
+    matches = [k for k in routes if k.rsplit("-", 1)[0] == request_id]
+    key = key or (matches[0] if len(matches) == 1 else None)
+    if key is None:
+        return None
+    data, shape = routes[key]
+    return torch.frombuffer(bytearray(data), dtype=torch.int16).view(shape)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
-from rollout.routing_capture import clear_routes, install_route_recorder, routes_of, take_routes
+from rollout.routing_capture import EXTENSION, routes_of
 from rollout.types import Rollout, Seeds, compact_routes, seeds_of_samples
 from rollout.vllm_logging import quiet_vllm
 from rollout.vllm_plugin import CAPTURE_ROUTES
@@ -109,9 +109,10 @@ class VLLMEngine:
             # have none, so prefix caching is off while capturing (the prompt is prefilled per sample)
             hf_overrides={CAPTURE_ROUTES: True} if capture_routing else None,
             enable_prefix_caching=False if capture_routing else None,
+            worker_extension_cls=EXTENSION if capture_routing else "",
         )
         if capture_routing:
-            self.llm.collective_rpc(install_route_recorder)
+            self.llm.collective_rpc("rlvr_install_route_recorder")
         self.weight_version = 0
         self.last_sync_s: float | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None  # the start checkpoint of `from_state`
@@ -179,9 +180,9 @@ class VLLMEngine:
 
         requests = [TokensPrompt(prompt_token_ids=list(prompts[p])) for p, _ in jobs]
         if self.capture_routing:
-            self.llm.collective_rpc(clear_routes)  # nothing left over from an interrupted call
+            self.llm.collective_rpc("rlvr_take_routes")  # drop what an interrupted call left
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        routes = self.llm.collective_rpc(take_routes)[0] if self.capture_routing else None
+        routes = self.llm.collective_rpc("rlvr_take_routes")[0] if self.capture_routing else None
         rollouts = []
         for (p, s), output in zip(jobs, outputs, strict=True):
             sample = output.outputs[0]
@@ -194,7 +195,7 @@ class VLLMEngine:
             rollouts.append(rollout)
         return rollouts
 
-    def _routing(self, request_id: str, routes: dict[str, torch.Tensor], positions: int) -> torch.Tensor:
+    def _routing(self, request_id: str, routes: dict[str, Any], positions: int) -> torch.Tensor:
         """A request's experts at positions 0 .. positions-1 (every fed token), checked complete."""
         found = routes_of(request_id, routes)
         if found is None or len(found) < positions or bool((found[:positions] < 0).any()):

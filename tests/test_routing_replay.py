@@ -12,6 +12,9 @@ pairs are routed differently and log-probs differ by ~0.1; with replay they agre
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,6 +229,44 @@ def test_vllm_replay_gives_the_learner_the_engines_log_probs_on_a_near_tie_check
     tied.load_state_dict(state)
     agree = torch.cat([same_sets(r.routing, native_choice(tied.eval(), r)).flatten() for r in rollouts])
     assert 0.9 < float(agree.float().mean()) < 1.0
+
+
+SPAWNED_ENGINE = """
+import json, sys
+import torch
+from rollout.vllm_engine import VLLMEngine
+
+if __name__ == "__main__":  # the engine core is a spawned process
+    engine = VLLMEngine(sys.argv[1], 2, dtype="float32", in_process=False, capture_routing=True)
+    rollouts = engine.generate(json.loads(sys.argv[2]), n=2, max_new_tokens=8, seed=1)
+    print("ROUTES", json.dumps([[r.prompt_ids + r.response_ids, r.routing.tolist()] for r in rollouts]))
+"""
+
+
+@pytest.mark.slow
+def test_vllm_capture_works_with_a_spawned_engine_core(vllm_setup, tmp_path: Path) -> None:
+    """The recorder is reached by method name through vLLM's worker extension, so an engine core in another
+    process captures too (its reply carries plain bytes)."""
+    _, model = vllm_setup
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED_ENGINE)
+    ckpt = tmp_path / "ckpt"
+    model.save_pretrained(ckpt)
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(ckpt), json.dumps(PROMPTS[:2])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("ROUTES "))
+    for ids, routing in json.loads(line.removeprefix("ROUTES ")):
+        routing = torch.tensor(routing)
+        assert routing.shape == (len(ids) - 1, 6, 2)
+        assert same_sets(routing, native_choice(model, Rollout(0, 0, ids[:1], ids[1:], [], "length"))).all()
 
 
 # ---- through the trainer: the metric is in the step's metrics with replay on and off
