@@ -138,6 +138,10 @@ def test_replay_makes_the_learner_score_the_engines_policy_on_a_near_tie_checkpo
     assert report["mismatch_off"] > 0.005 and report["gap_off"] > 10 * PARITY  # routing drift shows
     assert report["gap_rollout"] < PARITY  # replayed: the learner scores the policy that sampled
     assert report["mismatch_rollout"] > 0  # still reported: the learner's own routers disagree
+    # with the engine's log-probs as the old policy, the first (here the only) epoch's pass is counted
+    behaviour = learner_for(state, "rollout", old_logprobs="behaviour")
+    metrics = behaviour.train_step(make_batch(rollouts, torch.zeros(len(rollouts))))
+    assert metrics["routing_mismatch"] == pytest.approx(report["mismatch_rollout"])
 
 
 def test_mismatch_counts_response_and_prompt_pairs_separately() -> None:
