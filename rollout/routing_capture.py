@@ -110,13 +110,11 @@ class RouteCaptureExtension:
 EXTENSION = f"{__name__}.{RouteCaptureExtension.__qualname__}"
 
 
-def routes_of(request_id: str, routes: dict[str, tuple[bytes, list[int]]]) -> Tensor | None:
-    """The routes (`rlvr_take_routes`'s) of the request the caller knows as `request_id`, or None: vLLM's
-    engine core appends a random suffix ("<id>-<8 hex>") to the id the caller sees."""
-    key = request_id if request_id in routes else None
-    matches = [k for k in routes if k.rsplit("-", 1)[0] == request_id]
-    key = key or (matches[0] if len(matches) == 1 else None)
-    if key is None:
-        return None
-    data, shape = routes[key]
-    return torch.frombuffer(bytearray(data), dtype=torch.int16).view(shape)
+def routes_by_request(routes: dict[str, tuple[bytes, list[int]]]) -> dict[str, Tensor]:
+    """`rlvr_take_routes`'s reply as tensors under the ids the caller knows: vLLM's engine core appends a
+    random suffix ("<id>-<8 hex>") to the id of every request it is given."""
+    out: dict[str, Tensor] = {}
+    for key, (data, shape) in routes.items():
+        tensor = torch.frombuffer(bytearray(data), dtype=torch.int16).view(shape)
+        out[key] = out[key.rsplit("-", 1)[0]] = tensor
+    return out

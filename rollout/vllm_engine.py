@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
-from rollout.routing_capture import EXTENSION, routes_of
+from rollout.routing_capture import EXTENSION, routes_by_request
 from rollout.types import Rollout, Seeds, compact_routes, seeds_of_samples
 from rollout.vllm_logging import quiet_vllm
 from rollout.vllm_plugin import CAPTURE_ROUTES
@@ -182,7 +182,11 @@ class VLLMEngine:
         if self.capture_routing:
             self.llm.collective_rpc("rlvr_take_routes")  # drop what an interrupted call left
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        routes = self.llm.collective_rpc("rlvr_take_routes")[0] if self.capture_routing else None
+        routes = (
+            routes_by_request(self.llm.collective_rpc("rlvr_take_routes")[0])
+            if self.capture_routing
+            else None
+        )
         rollouts = []
         for (p, s), output in zip(jobs, outputs, strict=True):
             sample = output.outputs[0]
@@ -195,9 +199,9 @@ class VLLMEngine:
             rollouts.append(rollout)
         return rollouts
 
-    def _routing(self, request_id: str, routes: dict[str, Any], positions: int) -> torch.Tensor:
+    def _routing(self, request_id: str, routes: dict[str, torch.Tensor], positions: int) -> torch.Tensor:
         """A request's experts at positions 0 .. positions-1 (every fed token), checked complete."""
-        found = routes_of(request_id, routes)
+        found = routes.get(request_id)
         if found is None or len(found) < positions or bool((found[:positions] < 0).any()):
             have = None if found is None else int((found[:positions] >= 0).all(-1).all(-1).sum())
             raise RuntimeError(f"routing capture: request {request_id} has {have} of {positions} positions")
