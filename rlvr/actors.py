@@ -18,6 +18,7 @@ from rlvr.config import RecipeConfig, VerifierConfig
 from rlvr.learner import Learner, LearnerSpec, TrainBatch, make_batch
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.restarts import RestartBudget, gather_with_restarts
+from rlvr.routing_replay import captures_routing, check_routing_replay
 from rlvr.sampler import Item
 from rollout.types import Rollout
 from rollout.worker import RolloutWorker
@@ -43,15 +44,18 @@ def required_resources(recipe: RecipeConfig) -> dict[str, float]:
 
 
 def engine_options(recipe: RecipeConfig) -> dict[str, Any]:
-    """The vLLM engine's settings from `rollout.*` (the torch engine takes none). dtype auto is the learner's
-    compute dtype, so both sides compute in the same precision."""
+    """The engine's settings from the recipe: routing capture (both engines; `rlvr.routing_replay`), and
+    vLLM's from `rollout.*`. dtype auto is the learner's compute dtype, so both sides compute in the same
+    precision."""
+    options: dict[str, Any] = {"capture_routing": captures_routing(recipe)}
     if recipe.rollout.engine != "vllm":
-        return {}
+        return options
     r = recipe.rollout
     device = "cuda" if recipe.resources.gpus_per_rollout_worker > 0 else "cpu"
     learner_device = "cuda" if recipe.resources.gpus_per_learner > 0 else "cpu"
     dtype = recipe.model.compute_dtype(learner_device) if r.dtype == "auto" else r.dtype
     return {
+        **options,
         "dtype": dtype if device == learner_device or r.dtype != "auto" else "auto",
         "max_model_len": r.max_model_len,
         "gpu_memory_utilization": r.gpu_memory_utilization,
@@ -132,6 +136,7 @@ class TrainingActors:
         pad_token_id: int,
     ) -> None:
         res = recipe.resources
+        check_routing_replay(recipe, model_config)
         self.learners = start_learners(recipe, learner_spec(recipe, model_config))
         # the first weights stay referenced for the run: Ray restarts a dead rollout worker from its
         # constructor arguments (then the current weights are loaded into it)

@@ -215,6 +215,11 @@ class RolloutConfig(Section):
         True, description="after each weight sync, compare learner and engine logprobs on fixed prompts"
     )
     parity_prompts: int = Field(8, ge=1, description="prompts in the parity probe (from the train set)")
+    capture_routing: bool = Field(
+        False,
+        description="engines return the experts they routed each token to, for the routing_mismatch metric; "
+        "always on with algorithm.routing_replay=rollout (vLLM then runs without prefix caching)",
+    )
     max_restarts: int = Field(
         3,
         ge=0,
@@ -246,6 +251,11 @@ class AlgorithmConfig(Section):
         description="PPO's old policy: the learner's logprobs before the update, or the rollout engine's",
     )
     micro_batch_size: int = Field(16, ge=1, description="sequences per forward/backward on a learner rank")
+    routing_replay: Literal["off", "rollout"] = Field(
+        "off",
+        description="Rollout Routing Replay (R3): rollout = the learner's policy forwards use the experts "
+        "the rollout engine chose for each token (mixing weights from the learner's routers); off = its own",
+    )
     tis_cap: float | None = Field(
         None,
         gt=0,

@@ -36,6 +36,7 @@ from rlvr.config import (
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, max_violation, token_logprobs
 from rlvr.model.sampling import processed_logits, sampled_logprobs
 from rlvr.parallel import DataParallel, free_port, grad_norm
+from rlvr.routing_replay import mismatch_counts, pack_routing, replay_indices, routing_metrics
 from rlvr.seeds import derive_seed
 from rlvr.threads import use_cores
 from rollout.types import Rollout
@@ -52,6 +53,7 @@ class TrainBatch:
     advantages: Tensor  # (B,) one per sequence (each of its tokens) or (B, L-1) per token, 0 off-response
     behaviour_logp: Tensor  # (B, L-1) the rollout engine's logprobs, as sampled (old_logp starts as these)
     ref_logp: Tensor | None = None  # (B, L-1) the frozen reference policy's, when algorithm.kl_coef > 0
+    routing: Tensor | None = None  # (B, L, MoE layers, K) int16 the engine's experts, -1 where none (R3)
 
     def rows(self, index: Tensor) -> TrainBatch:
         return TrainBatch(*(None if t is None else t[index] for t in self.__dict__.values()))
@@ -84,7 +86,8 @@ def make_batch(rollouts: list[Rollout], advantages: Tensor, pad_token_id: int = 
         old[i, p - 1 : p - 1 + n] = torch.tensor(r.logprobs)
         if per_token:
             placed[i, p - 1 : p - 1 + n] = advantages[i, :n].float()
-    return TrainBatch(ids, attention, response, old, placed, old.clone())
+    routing = pack_routing(rollouts, length)
+    return TrainBatch(ids, attention, response, old, placed, old.clone(), routing=routing)
 
 
 @dataclass
@@ -204,6 +207,8 @@ class Learner:
             self.reference.requires_grad_(False)
         self.steps = 0
         self.expert_counts: Tensor | None = None  # (L, E) this step's tokens per expert, for the load metric
+        # routing mismatch counts (rlvr.routing_replay) of the step's first pass over its batch, or None
+        self.routing_counts: Tensor | None = None
         if world_size == 1 or init_method is not None or torch.distributed.is_initialized():
             self.join(init_method)
 
@@ -238,12 +243,23 @@ class Learner:
         return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _scored(self, model: Megrez2ForCausalLM, micro: TrainBatch) -> tuple[Tensor, Tensor]:
-        """(logits of the sampled distribution, log π of the taken tokens), both (b, L-1)."""
+        """(logits of the sampled distribution, log π of the taken tokens), both (b, L-1). The policy replays
+        the engine's experts under `algorithm.routing_replay: rollout` (the KL reference routes itself)."""
+        policy = model is self.model
+        replay = policy and micro.routing is not None and self.spec.algorithm.routing_replay == "rollout"
         with self._autocast():
-            out = model(micro.input_ids, attention_mask=micro.attention_mask)
-        if out.expert_counts is not None and model is self.model:  # tokens per expert per MoE layer
+            out = model(
+                micro.input_ids,
+                attention_mask=micro.attention_mask,
+                replay_indices=replay_indices(micro.routing) if replay else None,
+            )
+        if out.expert_counts is not None and policy:  # tokens per expert per MoE layer
             counts = out.expert_counts.detach().cpu()
             self.expert_counts = counts if self.expert_counts is None else self.expert_counts + counts
+        if policy and self.routing_counts is not None and out.router_choice is not None:
+            self.routing_counts += mismatch_counts(
+                out.router_choice, micro.routing, micro.response_mask, micro.attention_mask
+            )
         raw = out.logits[:, :-1]
         r = self.spec.rollout
         logits = processed_logits(raw, r.temperature, r.top_p)
@@ -268,13 +284,22 @@ class Learner:
 
         With `old_logprobs: recompute` the old policy is this learner's before the update (so the first
         minibatch starts at ratio 1 whatever the engine's numerics); with `behaviour` it is the rollout
-        engine's sampling logprobs, as collected.
+        engine's sampling logprobs, as collected. The routing mismatch is counted over the first pass over
+        the batch (the recompute, else the first epoch), so it measures the policy that sampled.
         """
         batch = batch.to(self.device)
         algorithm = self.spec.algorithm
+        if algorithm.routing_replay == "rollout" and batch.routing is None:
+            raise ValueError(
+                "algorithm.routing_replay=rollout, but the rollouts carry no routing: the engine did not "
+                "capture it (engines built with capture_routing do; rlvr.actors.engine_options sets it)"
+            )
         start, self.expert_counts = time.perf_counter(), None
+        self.routing_counts = None if batch.routing is None else torch.zeros(4, device=self.device)
+        routing = self.routing_counts  # filled by the first pass: the recompute below, else the first epoch
         if algorithm.old_logprobs == "recompute":
             batch.old_logp = self.logprobs(batch)
+            self.routing_counts = None
         if self.reference is not None:
             batch.ref_logp = self.logprobs(batch, reference=True)
         logprob_s = time.perf_counter() - start
@@ -291,6 +316,7 @@ class Learner:
                 grad_norms.append(norm)
                 for key, value in sums.items():
                     totals[key] = totals.get(key, 0) + value
+            self.routing_counts = None
         self.steps += 1
         metrics = loss_metrics({k: self.parallel.sum(v.clone()) for k, v in totals.items()})
         metrics.update(
@@ -302,6 +328,7 @@ class Learner:
             time_logprob_s=logprob_s,
             time_train_s=time.perf_counter() - start - logprob_s,
             **self._load_metrics(),
+            **({} if routing is None else routing_metrics(self.parallel.sum(routing))),
         )
         return metrics
 

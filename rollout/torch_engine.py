@@ -15,7 +15,7 @@ import torch
 
 from rlvr.model.megrez2 import KVCache, Megrez2ForCausalLM
 from rlvr.model.sampling import processed_logits
-from rollout.types import Rollout, Seeds, seeds_of_samples
+from rollout.types import Rollout, Seeds, compact_routes, seeds_of_samples
 
 
 class TorchEngine:
@@ -29,7 +29,11 @@ class TorchEngine:
         pad_token_id: int = 0,
         device: str | torch.device = "cpu",
         max_batch_size: int = 256,
+        capture_routing: bool = False,
     ) -> None:
+        if capture_routing and not model.config.moe_layer_ids:
+            raise ValueError("capture_routing: the model has no MoE layer, so there is no routing to capture")
+        self.capture_routing = capture_routing  # return each rollout's experts (`Rollout.routing`)
         self.model = model.to(device).eval()
         self.stop_token_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
         self.eos_token_id = self.stop_token_ids[0]
@@ -60,8 +64,8 @@ class TorchEngine:
             rows = [prompts[p] for p, _ in chunk]
             generators = [self._generator(None if seeds is None else seeds[p][s]) for p, s in chunk]
             responses = self._decode(rows, max_new_tokens, temperature, generators, top_p)
-            for (p, s), (ids, logprobs, reason) in zip(chunk, responses, strict=True):
-                rollouts.append(Rollout(p, s, list(prompts[p]), ids, logprobs, reason))
+            for (p, s), (ids, logprobs, reason, routing) in zip(chunk, responses, strict=True):
+                rollouts.append(Rollout(p, s, list(prompts[p]), ids, logprobs, reason, routing=routing))
         return rollouts
 
     @torch.no_grad()
@@ -69,8 +73,8 @@ class TorchEngine:
         """Argmax decoding (for evaluation and parity checks); logprobs are the model's at temperature 1."""
         responses = self._decode(prompts, max_new_tokens, 0.0, None, 1.0)
         return [
-            Rollout(i, 0, list(p), ids, lp, reason)
-            for i, (p, (ids, lp, reason)) in enumerate(zip(prompts, responses, strict=True))
+            Rollout(i, 0, list(p), ids, lp, reason, routing=routing)
+            for i, (p, (ids, lp, reason, routing)) in enumerate(zip(prompts, responses, strict=True))
         ]
 
     def _generator(self, seed: int | None) -> torch.Generator:
@@ -85,17 +89,11 @@ class TorchEngine:
         temperature: float,
         generators: list[torch.Generator] | None,
         top_p: float,
-    ) -> list[tuple[list[int], list[float], str]]:
-        batch, longest = len(rows), max(len(r) for r in rows)
-        ids = torch.full((batch, longest), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(batch, longest, dtype=torch.long)
-        for i, row in enumerate(rows):  # left padding: every row's next token goes in the same slot
-            ids[i, longest - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, longest - len(row) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        dtype = next(self.model.parameters()).dtype
-        cache = KVCache.allocate(self.model.config, batch, longest + max_new_tokens, dtype, self.device)
-        logits = self.model(ids, attention_mask=mask, cache=cache).logits[:, -1]
+    ) -> list[tuple[list[int], list[float], str, torch.Tensor | None]]:
+        batch = len(rows)
+        out, cache = self._prefill(rows, max_new_tokens)
+        logits = out.logits[:, -1]
+        routes = [out.expert_indices] if self.capture_routing else None  # (L, B, T, K) per forward
         tokens = torch.zeros(batch, max_new_tokens, dtype=torch.long, device=self.device)
         logprobs = torch.zeros(batch, max_new_tokens, device=self.device)
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
@@ -117,12 +115,43 @@ class TorchEngine:
             done |= stopped
             if bool(done.all()) or t == max_new_tokens - 1:
                 break
-            logits = self.model(token[:, None], cache=cache).logits[:, -1]
-        out = []
+            out = self.model(token[:, None], cache=cache)
+            logits = out.logits[:, -1]
+            if routes is not None:
+                routes.append(out.expert_indices)
+        routing = self._routing(routes, rows, lengths) if routes is not None else [None] * batch
+        results = []
         for i in range(batch):
             length = int(lengths[i])
             reason = "stop" if int(tokens[i, length - 1]) in self.stop_token_ids else "length"
-            out.append((tokens[i, :length].tolist(), logprobs[i, :length].tolist(), reason))
+            results.append((tokens[i, :length].tolist(), logprobs[i, :length].tolist(), reason, routing[i]))
+        return results
+
+    def _prefill(self, rows: list[list[int]], max_new_tokens: int) -> tuple[Any, KVCache]:
+        """The prompts, left-padded so that every row's next token goes in the same slot, through the model
+        into a fresh cache with room for `max_new_tokens` more."""
+        batch, longest = len(rows), max(len(r) for r in rows)
+        ids = torch.full((batch, longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(batch, longest, dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, longest - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, longest - len(row) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        dtype = next(self.model.parameters()).dtype
+        cache = KVCache.allocate(self.model.config, batch, longest + max_new_tokens, dtype, self.device)
+        return self.model(ids, attention_mask=mask, cache=cache), cache
+
+    def _routing(
+        self, routes: list[torch.Tensor], rows: list[list[int]], lengths: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Each row's experts at every fed position, prompt then response but the last token
+        (`Rollout.routing`): the prefill's (after the row's left padding), then one per decode step."""
+        fed_LBSK = torch.cat(routes, dim=2).cpu()
+        longest, experts = max(len(r) for r in rows), self.model.config.n_routed_experts
+        out = []
+        for i, row in enumerate(rows):
+            rows_LSK = fed_LBSK[:, i, longest - len(row) : longest + int(lengths[i]) - 1]
+            out.append(compact_routes(rows_LSK.permute(1, 0, 2).contiguous(), experts))
         return out
 
     def update_weights(self, state: dict[str, Any]) -> float:

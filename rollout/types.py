@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import torch
+
 from rlvr.seeds import derive_seed, sample_seed
 
 FinishReason = Literal["stop", "length"]
@@ -37,6 +39,11 @@ class Rollout:
     `logprobs[t]` is the behaviour log-probability of `response_ids[t]` under the distribution it was sampled
     from (temperature included), which PPO's importance ratio needs. `finish_reason` is "stop" when the
     response ended with EOS (kept as its last token) and "length" when it hit `max_new_tokens`.
+
+    `routing` (engines built with `capture_routing`) is the experts the engine routed each fed token to:
+    (P + R - 1, L, K) for P prompt and R response tokens, L MoE layers, K experts per token; row t is
+    position t of prompt + response. The last response token is never fed back, so it has no row. uint8 when
+    the model has at most 256 experts, else int16 (`compact_routes`).
     """
 
     prompt_index: int
@@ -46,6 +53,12 @@ class Rollout:
     logprobs: list[float]
     finish_reason: FinishReason
     info: dict[str, Any] = field(default_factory=dict)
+    routing: torch.Tensor | None = None
+
+
+def compact_routes(indices: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Expert ids in the narrowest integer type that holds them (a rollout's routing crosses Ray)."""
+    return indices.to(torch.uint8 if num_experts <= 256 else torch.int16)
 
 
 class RolloutEngine(Protocol):

@@ -9,6 +9,9 @@ distribution `rlvr.model.sampling` defines and the learner scores; the logprobs 
 processed distribution (`logprobs_mode="processed_logprobs"`), as PPO's ratio needs. Every sample is its own
 request with its own seed (`rollout.types.seeds_of_samples`), so streams never overlap across prompts,
 samples, steps or workers.
+
+With `capture_routing` every rollout also carries the experts the engine routed each fed token to
+(`Rollout.routing`, for Rollout Routing Replay: `rollout/routing_capture.py`); prefix caching is then off.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from typing import Any
 import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
-from rollout.types import Rollout, Seeds, seeds_of_samples
+from rollout.routing_capture import EXTENSION, routes_by_request
+from rollout.types import Rollout, Seeds, compact_routes, seeds_of_samples
 from rollout.vllm_logging import quiet_vllm
+from rollout.vllm_plugin import CAPTURE_ROUTES
 
 # vLLM's CPU default KV cache is half the RAM (seconds to touch, and shared with the learner here): rlvr gives
 # room for 64 sequences of the context length, within these bounds. Sequences beyond what fits wait their
@@ -64,6 +69,7 @@ class VLLMEngine:
         enforce_eager: bool = True,
         gpu_memory_utilization: float = 0.5,
         kv_cache_bytes: int | None = None,
+        capture_routing: bool = False,
     ) -> None:
         if in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -73,17 +79,21 @@ class VLLMEngine:
         from rollout.vllm_plugin import register
 
         register()  # this process; spawned engine processes get it from the entry point
+        config = Megrez2Config.from_json(Path(model_dir) / "config.json")
+        if capture_routing and not config.moe_layer_ids:
+            raise ValueError("capture_routing: the model has no MoE layer, so there is no routing to capture")
         on_cpu = not torch.cuda.is_available()
         if (
             dtype == "auto"
         ):  # not vLLM's "auto", which serves an fp32 checkpoint in 16 bits: a 1e-3 logprob gap
             dtype = "float32" if on_cpu else "bfloat16"
         if kv_cache_bytes is None and on_cpu:
-            config = Megrez2Config.from_json(Path(model_dir) / "config.json")
             kv_cache_bytes = cpu_kv_cache_bytes(config, max_model_len, dtype)
         self.stop_token_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
         self.eos_token_id = self.stop_token_ids[0]
         self.model_dir = Path(model_dir)
+        self.num_experts = config.n_routed_experts
+        self.capture_routing = capture_routing
         self.llm = LLM(
             model=str(model_dir),
             skip_tokenizer_init=True,  # rlvr tokenizes; vLLM sees token ids only
@@ -96,7 +106,14 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             kv_cache_memory_bytes=kv_cache_bytes,
             enable_chunked_prefill=False,  # seeded requests split over steps rewind a generator: CUDA-only
+            # routing capture (R3) records the experts in our model class; a cached prompt prefix would
+            # have none, so prefix caching is off while capturing (the prompt is prefilled per sample)
+            hf_overrides={CAPTURE_ROUTES: True} if capture_routing else None,
+            enable_prefix_caching=False if capture_routing else None,
+            worker_extension_cls=EXTENSION if capture_routing else "",
         )
+        if capture_routing:
+            self.llm.collective_rpc("rlvr_install_route_recorder")
         self.weight_version = 0
         self.last_sync_s: float | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None  # the start checkpoint of `from_state`
@@ -163,15 +180,33 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         requests = [TokensPrompt(prompt_token_ids=list(prompts[p])) for p, _ in jobs]
+        if self.capture_routing:
+            self.llm.collective_rpc("rlvr_take_routes")  # drop what an interrupted call left
         outputs = self.llm.generate(requests, params, use_tqdm=False)
+        routes = (
+            routes_by_request(self.llm.collective_rpc("rlvr_take_routes")[0])
+            if self.capture_routing
+            else None
+        )
         rollouts = []
         for (p, s), output in zip(jobs, outputs, strict=True):
             sample = output.outputs[0]
             ids = list(sample.token_ids)
             logprobs = [float(step[token].logprob) for step, token in zip(sample.logprobs, ids, strict=True)]
             reason = "stop" if ids and ids[-1] in self.stop_token_ids else "length"
-            rollouts.append(Rollout(p, s, list(prompts[p]), ids, logprobs, reason))
+            rollout = Rollout(p, s, list(prompts[p]), ids, logprobs, reason)
+            if routes is not None:
+                rollout.routing = self._routing(output.request_id, routes, len(prompts[p]) + len(ids) - 1)
+            rollouts.append(rollout)
         return rollouts
+
+    def _routing(self, request_id: str, routes: dict[str, torch.Tensor], positions: int) -> torch.Tensor:
+        """A request's experts at positions 0 .. positions-1 (every fed token), checked complete."""
+        found = routes.get(request_id)
+        if found is None or len(found) < positions or bool((found[:positions] < 0).any()):
+            have = None if found is None else int((found[:positions] >= 0).all(-1).all(-1).sum())
+            raise RuntimeError(f"routing capture: request {request_id} has {have} of {positions} positions")
+        return compact_routes(found[:positions], self.num_experts)
 
     def update_weights(self, state: dict[str, torch.Tensor]) -> float:
         """Loads a full native state dict in place through vLLM's reload path (no restart), then drops the

@@ -12,6 +12,9 @@ the parts vLLM has no kernel for come from the native module, so both engines co
   keeps one router bias per expert module, which cannot express three layers with their own bias over one
   bank.
 
+Built with the config flag `CAPTURE_ROUTES` (vLLM's `hf_overrides`), the model also writes each token's
+experts into static buffers every forward, which `rollout/routing_capture.py` files per request (R3).
+
 Weights load through `load_weights`, which routes every checkpoint tensor through its parameter's
 `weight_loader`: vLLM's in-place reload (`reload_weights`) depends on that to refill repacked CPU weights.
 """
@@ -43,7 +46,7 @@ from vllm.sequence import IntermediateTensors
 
 from rlvr.model.megrez2 import Megrez2Config, RoutedExperts, layer_banks, route_tokens
 from rollout.vllm_cpu_moe import CpuFusedExperts, cpu_kernel_available
-from rollout.vllm_plugin import native_config
+from rollout.vllm_plugin import CAPTURE_ROUTES, native_config
 
 EXPERT_KERNELS = ("auto", "native")  # auto: vLLM-CPU's fused MoE kernel where it applies, else native
 
@@ -179,13 +182,14 @@ class MegrezMoeSparseBlock(nn.Module):
         self.fused = fused  # the group's CPU kernel runner (a plain attribute: not a second copy of the bank)
         self.expert_kernel = "auto"
 
-    def forward(self, x_TD: Tensor, router_input_TD: Tensor) -> Tensor:
+    def forward(self, x_TD: Tensor, router_input_TD: Tensor) -> tuple[Tensor, Tensor]:
+        """(FFN output, the experts each token was routed to (T, K))."""
         weights_TK, indices_TK = self.gate(router_input_TD)
         if self.fused is not None and self.expert_kernel == "auto" and self.fused.accepts(x_TD):
             routed_TD = self.fused(x_TD, weights_TK, indices_TK)
         else:
             routed_TD = self.experts(x_TD, weights_TK, indices_TK).to(x_TD.dtype)
-        return routed_TD + self.shared_experts(x_TD)
+        return routed_TD + self.shared_experts(x_TD), indices_TK
 
 
 class MegrezMoeDecoderLayer(nn.Module):
@@ -210,8 +214,9 @@ class MegrezMoeDecoderLayer(nn.Module):
 
     def forward(
         self, positions: Tensor, h: Tensor, residual: Tensor | None, router_input: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns (FFN output, residual stream, this layer's FFN input for the next layer's router)."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Returns (FFN output, residual stream, this layer's FFN input for the next layer's router, the
+        experts of each token (T, K) or None in a dense layer)."""
         if residual is None:
             residual, h = h, self.input_layernorm(h)
         else:
@@ -219,8 +224,9 @@ class MegrezMoeDecoderLayer(nn.Module):
         h = self.self_attn(positions, h)
         x, residual = self.post_attention_layernorm(h, residual)
         if not self.is_moe:
-            return self.mlp(x), residual, x
-        return self.mlp(x, x if router_input is None else router_input), residual, x
+            return self.mlp(x), residual, x, None
+        out, indices_TK = self.mlp(x, x if router_input is None else router_input)
+        return out, residual, x, indices_TK
 
 
 class MegrezMoeModel(nn.Module):
@@ -254,6 +260,15 @@ class MegrezMoeModel(nn.Module):
         ]
         self.layers = nn.ModuleList(layers)
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        # Routing capture (R3, `rollout/routing_capture.py`): the step's experts (token, MoE layer, k) and
+        # positions in the batch's token order. Static buffers written inside the forward, so they work under
+        # CUDA graphs too; the worker reads them after each step.
+        capture = bool(getattr(config, CAPTURE_ROUTES, False))
+        tokens = vllm_config.scheduler_config.max_num_batched_tokens if capture else 0
+        shape = (tokens, len(native.moe_layer_ids), native.num_experts_per_tok)
+        routes = torch.full(shape, -1, dtype=torch.int16) if capture else None
+        self.register_buffer("routes_NLK", routes, persistent=False)
+        self.register_buffer("positions_N", torch.zeros(tokens, dtype=torch.int64), persistent=False)
 
     def embed_input_ids(self, input_ids: Tensor) -> Tensor:
         return self.embed_tokens(input_ids)
@@ -270,10 +285,16 @@ class MegrezMoeModel(nn.Module):
         self, input_ids: Tensor | None, positions: Tensor, inputs_embeds: Tensor | None = None
     ) -> Tensor:
         h = self.embed_input_ids(input_ids) if inputs_embeds is None else inputs_embeds
-        residual, router_input = None, None
+        residual, router_input, routes = None, None, []
         for layer in self.layers:
-            h, residual, x = layer(positions, h, residual, router_input if self.pre_gate else None)
+            pre_gated = router_input if self.pre_gate else None
+            h, residual, x, indices_TK = layer(positions, h, residual, pre_gated)
             router_input = x  # pre-gating: the next layer routes on this layer's FFN input
+            if indices_TK is not None:
+                routes.append(indices_TK)
+        if self.routes_NLK is not None:
+            self.routes_NLK[: positions.shape[0]].copy_(torch.stack(routes, dim=1))
+            self.positions_N[: positions.shape[0]].copy_(positions)
         h, _ = self.norm(h, residual)
         return h
 

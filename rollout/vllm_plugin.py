@@ -17,6 +17,8 @@ from rlvr.model.config import RUNTIME_FIELDS, Megrez2Config
 
 ARCHITECTURE = "MegrezMoeForCausalLM"
 MODEL_CLASS = "rollout.vllm_megrez2:MegrezMoeForCausalLM"
+# config attribute (set through vLLM's hf_overrides) that makes the model record each token's experts (R3)
+CAPTURE_ROUTES = "rlvr_capture_routes"
 
 _NATIVE_FIELDS = [
     f.name

@@ -24,7 +24,8 @@ def build_engine(
     options: dict[str, Any] | None = None,
 ) -> RolloutEngine:
     """The engine named by `rollout.engine`, holding the given weights and stopping at `eos_token_id` (one id
-    or several). `options` go to the vLLM engine (dtype, max_model_len, gpu_memory_utilization)."""
+    or several). `options` go to the engine: capture_routing (both engines), dtype, max_model_len and
+    gpu_memory_utilization (vLLM)."""
     if engine == "vllm":
         from rollout.vllm_engine import VLLMEngine  # vLLM is imported only where it is used
 
@@ -32,7 +33,7 @@ def build_engine(
     if engine != "torch":
         raise ValueError(f"rollout.engine {engine!r} is unknown; allowed: 'vllm', 'torch'")
     model = Megrez2ForCausalLM.from_state_dict(model_config, state)
-    return TorchEngine(model, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    return TorchEngine(model, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **(options or {}))
 
 
 @ray.remote

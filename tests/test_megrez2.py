@@ -577,6 +577,24 @@ def test_routing_replay_reproduces_logits_exactly(pre_gate) -> None:
     assert torch.equal(other.expert_indices, forced) and not torch.allclose(other.logits, out.logits)
 
 
+def test_replay_rows_of_minus_one_route_as_usual_and_the_routers_own_choice_is_reported() -> None:
+    """R3's learner side: tokens without a recorded choice (-1: the last sampled token, padding) route as
+    usual; `router_choice` is what each router would pick on the states the replayed forward computes."""
+    model = make_tiny()
+    ids = random_ids(model)
+    out = model(ids)
+    assert out.router_choice is out.expert_indices  # no replay: the router's choice is what was used
+    replay = ((out.expert_indices + 1) % model.config.n_routed_experts).clone()
+    replay[:, :, -3:] = -1  # the last three tokens of every row keep their own routing
+    mixed = model(ids, replay_indices=replay)
+    assert torch.equal(mixed.expert_indices[:, :, :-3], replay[:, :, :-3])
+    assert torch.equal(mixed.expert_indices[:, :, -3:], mixed.router_choice[:, :, -3:])
+    # where replayed, the router's own pick is reported, not the imposed one
+    assert not torch.equal(mixed.router_choice[:, :, :-3], replay[:, :, :-3])
+    all_replayed = model(ids, replay_indices=out.expert_indices)
+    assert torch.equal(all_replayed.router_choice, out.expert_indices)  # same states, same own choice
+
+
 def test_activation_checkpointing_gives_the_same_gradients() -> None:
     model = make_tiny()
     ids = random_ids(model)

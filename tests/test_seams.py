@@ -57,8 +57,9 @@ def _rlvr(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> 
 @pytest.mark.slow
 def test_every_recipe_key_is_read_or_refused(tmp_path: Path) -> None:
     """Every key of the training recipe is read by the code that runs a recipe with every feature on (SFT
-    warm start, held-out eval, KL penalty, top-p, TIS, RLOO with GAE(γ, λ) < 1, bf16, activation
-    checkpointing, wandb, a resume), in the driver or in an actor; keys that are not are in REFUSED."""
+    warm start, held-out eval, KL penalty, top-p, TIS, RLOO with GAE(γ, λ) < 1, routing replay, bf16,
+    activation checkpointing, wandb, a resume), in the driver or in an actor; keys that are not are in
+    REFUSED."""
     reads = tmp_path / "reads.txt"
     env = {**os.environ, "RLVR_RECORD_CONFIG_READS": str(reads), "WANDB_MODE": "offline"}
     everything = [
@@ -85,6 +86,7 @@ def test_every_recipe_key_is_read_or_refused(tmp_path: Path) -> None:
         "algorithm.lam=0.95",
         "algorithm.kl_coef=0.01",
         "algorithm.tis_cap=2.0",
+        "algorithm.routing_replay=rollout",
         "model.dtype=bfloat16",
         "model.activation_checkpointing=true",
         "verifier.workers=1",
@@ -103,6 +105,7 @@ def test_every_recipe_key_is_read_or_refused(tmp_path: Path) -> None:
     metrics = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]  # resumed
     assert "kl_ref" in metrics[0] and metrics[0]["kl_ref"] >= 0  # the KL penalty to the reference ran
+    assert 0 <= metrics[0]["routing_mismatch"] <= 1  # the engine captured routing and the learner replayed
 
 
 def test_seed_streams_never_overlap() -> None:

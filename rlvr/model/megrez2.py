@@ -12,9 +12,9 @@ The rest is familiar: Llama-style GQA attention (`attention.py`), a dense SwiGLU
 later layer 64 routed SwiGLU experts (top-6 of sigmoid scores, DeepSeek-V3 "noaux_tc" selection) plus 4
 shared experts fused into one always-on SwiGLU.
 
-File layout: router (`Gate`) -> dispatch -> routed experts (kernels in `kernels.py`) -> MoE -> block -> model
--> smoke run. Config and presets are in `config.py`, checkpoint I/O in the official HF layout in
-`checkpoint.py`.
+File layout: dispatch -> routed experts (kernels in `kernels.py`) -> MoE -> block -> model -> smoke run. The
+router (`Gate`, `route_tokens`, routing replay) is in `routing.py`, config and presets in `config.py`,
+checkpoint I/O in the official HF layout in `checkpoint.py`.
 
 Shape suffixes: B batch, T tokens (B*T flattened where the name has no B), S token-slots (T*K, sorted by
 expert), D hidden, F expert width, E experts, K experts per token, H heads, V vocabulary, L MoE layers.
@@ -37,6 +37,7 @@ from rlvr.model.attention import Attention, Context, KVCache, RMSNorm, build_att
 from rlvr.model.checkpoint import load_checkpoint, save_pretrained
 from rlvr.model.config import PRESET_NAMES, PRESETS, RUNTIME_FIELDS, Megrez2Config, preset_config
 from rlvr.model.kernels import GatherRows, compute_dtype, expert_matmul, grouped_mm_supported
+from rlvr.model.routing import Gate, Route, route_tokens
 from rlvr.model.sampling import token_logprobs
 
 # ---- MoE
@@ -54,84 +55,6 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-Route = tuple[Tensor, Tensor]  # (weights_TK fp32 mixing weights, indices_TK int64 expert ids)
-
-
-def route_tokens(
-    x_TD: Tensor,
-    weight_ED: Tensor,
-    bias_E: Tensor,
-    top_k: int,
-    n_group: int = 1,
-    topk_group: int = 1,
-    norm_topk_prob: bool = True,
-    scale: float = 1.0,
-    fixed_indices_TK: Tensor | None = None,
-) -> Route:
-    """Sigmoid routing with selection-only correction bias (DeepSeek-V3 "noaux_tc"), in fp32:
-
-        s = sigmoid(x W^T);  idx = topk(s + b, k) [within the topk_group best groups];
-        w = s[idx] / sum s[idx] (if norm_topk_prob), times scale.
-
-    `fixed_indices_TK` (routing replay) replaces the top-k choice; the weights still come from the scores.
-    Shared by the native Gate and the vLLM model so both engines route identically."""
-    with torch.autocast(x_TD.device.type, enabled=False):
-        scores_TE = torch.sigmoid(F.linear(x_TD.float(), weight_ED.float()))
-    if fixed_indices_TK is None:
-        biased_TE = scores_TE.detach() + bias_E.float()
-        if n_group > 1:  # DeepSeek-V3 grouped top-k: keep the topk_group groups with the best top-2 sums
-            T, E = biased_TE.shape
-            grouped = biased_TE.view(T, n_group, E // n_group)
-            group_score_TG = grouped.topk(min(2, E // n_group), dim=-1).values.sum(-1)
-            keep_TG = group_score_TG.topk(topk_group, dim=-1).indices
-            drop_TG = torch.ones_like(group_score_TG, dtype=torch.bool).scatter_(1, keep_TG, False)
-            biased_TE = grouped.masked_fill(drop_TG[..., None], float("-inf")).view(T, E)
-        indices_TK = biased_TE.topk(top_k, dim=-1).indices
-    else:
-        indices_TK = fixed_indices_TK.to(device=scores_TE.device, dtype=torch.int64)
-    weights_TK = scores_TE.gather(1, indices_TK)
-    if norm_topk_prob:
-        weights_TK = weights_TK / (weights_TK.sum(-1, keepdim=True) + 1e-20)
-    return weights_TK * scale, indices_TK
-
-
-class Gate(nn.Module):
-    """Router of one MoE layer: sigmoid scores -> (mixing weights, expert indices), DeepSeek-V3 "noaux_tc".
-
-    The correction bias only *picks* the experts (it is the aux-loss-free balancing knob); the mixing weights
-    are the un-biased sigmoid scores of the picked experts, renormalised over the k and scaled. All in fp32:
-    near-ties between experts are common and bf16 would flip them.
-    """
-
-    def __init__(self, config: Megrez2Config):
-        super().__init__()
-        self.top_k = config.num_experts_per_tok
-        self.n_group, self.topk_group = config.n_group, config.topk_group
-        self.norm_topk_prob, self.scale = config.norm_topk_prob, config.routed_scaling_factor
-        self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
-        self.register_buffer("e_score_correction_bias", torch.zeros(config.n_routed_experts))
-
-    def forward(self, x_TD: Tensor, fixed_indices_TK: Tensor | None = None) -> Route:
-        """`fixed_indices_TK` (routing replay) overrides the top-k choice; weights still come from scores."""
-        return route_tokens(
-            x_TD,
-            self.weight,
-            self.e_score_correction_bias,
-            self.top_k,
-            self.n_group,
-            self.topk_group,
-            self.norm_topk_prob,
-            self.scale,
-            fixed_indices_TK,
-        )
-
-    def _apply(self, fn: Callable, recurse: bool = True) -> Gate:
-        # `.to(bfloat16)` on the model must not round the correction bias (DeepSeek-V3 keeps it fp32 too).
-        super()._apply(fn, recurse)
-        self.e_score_correction_bias = self.e_score_correction_bias.float()
-        return self
 
 
 @dataclass
@@ -287,6 +210,9 @@ def layer_banks(config: Megrez2Config) -> list[RoutedExperts | None]:
     return out
 
 
+RouteChoice = tuple[Tensor, Tensor, Tensor]  # a Route and the router's own choice
+
+
 class Megrez2Model(nn.Module):
     """The trunk (official names `model.*`): embeddings, decoder layers, final norm."""
 
@@ -298,10 +224,11 @@ class Megrez2Model(nn.Module):
         self.layers = nn.ModuleList(Block(config, i, bank) for i, bank in enumerate(banks))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, input_ids_BT: Tensor, ctx: Context) -> tuple[Tensor, list[Tensor]]:
-        """Final hidden states (B, T, D) and the expert indices (B*T, K) each MoE layer used."""
+    def forward(self, input_ids_BT: Tensor, ctx: Context) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Final hidden states (B, T, D), the expert indices (B*T, K) each MoE layer used, and those its
+        router picked itself (the same tensors unless a routing replay imposed others)."""
         h_BTD = self.embed_tokens(input_ids_BT)
-        route, used = None, []
+        route, used, chosen = None, [], []
         recompute = self.config.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
             if recompute:
@@ -312,12 +239,13 @@ class Megrez2Model(nn.Module):
                 h_BTD, route, route_next = self._layer_step(i, h_BTD, route, ctx)
             if layer.is_moe:
                 used.append(route[1])
+                chosen.append(route[2])
             route = route_next
-        return self.norm(h_BTD), used
+        return self.norm(h_BTD), used, chosen
 
     def _layer_step(
-        self, i: int, h_BTD: Tensor, route: Route | None, ctx: Context
-    ) -> tuple[Tensor, Route | None, Route | None]:
+        self, i: int, h_BTD: Tensor, route: RouteChoice | None, ctx: Context
+    ) -> tuple[Tensor, RouteChoice | None, RouteChoice | None]:
         """Layer i: returns (new residual stream, the route layer i used, layer i+1's route if pre-gated)."""
         layer = self.layers[i]
         a_BTD, x_BTD = layer.attend(h_BTD, ctx)
@@ -326,10 +254,17 @@ class Megrez2Model(nn.Module):
         if self.config.pre_gate and i + 1 < len(self.layers) and self.layers[i + 1].is_moe:
             # Pre-gating: layer i+1's router (its own weights) reads layer i's FFN input, so its experts are
             # known before layer i's FFN runs. An engine prefetches them from a forward hook on that Gate.
-            route_next = self.layers[i + 1].mlp.gate(x_TD, ctx.replay(i + 1))
+            route_next = self._route(i + 1, x_TD, ctx)
         if layer.is_moe and route is None:  # pre_gate=False, or the first MoE layer with nothing before it
-            route = layer.mlp.gate(x_TD, ctx.replay(i))
-        return a_BTD + layer.feed_forward(x_BTD, route), route, route_next
+            route = self._route(i, x_TD, ctx)
+        return a_BTD + layer.feed_forward(x_BTD, None if route is None else route[:2]), route, route_next
+
+    def _route(self, i: int, x_TD: Tensor, ctx: Context) -> RouteChoice:
+        """Layer i's (mixing weights, experts used, experts its router picks itself). Under routing replay the
+        router's own pick is computed apart (one small matmul) for the routing mismatch metric."""
+        gate, fixed = self.layers[i].mlp.gate, ctx.replay(i)
+        weights_TK, indices_TK = gate(x_TD, fixed)
+        return weights_TK, indices_TK, indices_TK if fixed is None else gate.choose(x_TD)
 
 
 @dataclass
@@ -339,6 +274,8 @@ class CausalLMOutput:
     logits: Tensor  # (B, T, V)
     # (L, B, T, K) int64: the experts each MoE layer used per token, chosen or replayed
     expert_indices: Tensor | None
+    # (L, B, T, K) int64: the experts each MoE layer's router picked itself; `expert_indices` unless replayed
+    router_choice: Tensor | None
     # (L, E) int64: tokens per expert per MoE layer, padding excluded (the load-balance metric)
     expert_counts: Tensor | None
     cache: KVCache | None  # the cache passed in, extended by this call
@@ -386,17 +323,19 @@ class Megrez2ForCausalLM(nn.Module):
         """input_ids (B, T). attention_mask (B, T): 1 = real token, 0 = padding, for these T tokens only
         (a cache remembers earlier ones); left or right padding both work. cache: extended in place
         (inference). replay_indices (L, B, T, K): experts each MoE layer must use (routing replay from
-        rollouts); the mixing weights still come from the current routers."""
+        rollouts; a token whose K entries are -1 keeps its router's choice); the mixing weights still come
+        from the current routers."""
         B, T = input_ids.shape
         ctx, valid_BT = self._context(input_ids, attention_mask, cache, replay_indices)
-        h_BTD, used = self.model(input_ids, ctx)
+        h_BTD, used, chosen = self.model(input_ids, ctx)
         logits = self.lm_head(h_BTD)
         if cache is not None:
             cache.next_pos += T if valid_BT is None else valid_BT.sum(1)
             cache.length += T
         indices = torch.stack(used).view(len(used), B, T, -1) if used else None
+        choice = indices if replay_indices is None or not used else torch.stack(chosen).view(indices.shape)
         counts = None if indices is None else expert_counts(indices, valid_BT, self.config.n_routed_experts)
-        return CausalLMOutput(logits=logits, expert_indices=indices, expert_counts=counts, cache=cache)
+        return CausalLMOutput(logits, indices, choice, counts, cache)
 
     def _context(
         self, input_ids: Tensor, attention_mask: Tensor | None, cache: KVCache | None, replay: Tensor | None
@@ -581,10 +520,13 @@ __all__ = [  # re-exported from their own modules for `from rlvr.model.megrez2 i
     "PRESETS",
     "PRESET_NAMES",
     "RUNTIME_FIELDS",
+    "Gate",
     "KVCache",
     "Megrez2Config",
+    "Route",
     "build_attention_mask",
     "grouped_mm_supported",
     "preset_config",
+    "route_tokens",
     "token_logprobs",
 ]
