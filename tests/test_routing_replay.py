@@ -12,9 +12,6 @@ pairs are routed differently and log-probs differ by ~0.1; with replay they agre
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.routing_replay import check_routing_replay, mismatch_counts, pack_routing, routing_metrics
 from rollout.torch_engine import TorchEngine
 from rollout.types import Rollout
+from tests.fresh_python import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 EOS = 2
@@ -252,21 +250,11 @@ def test_vllm_capture_works_with_a_spawned_engine_core(vllm_setup, tmp_path: Pat
     """The recorder is reached by method name through vLLM's worker extension, so an engine core in another
     process captures too (its reply carries plain bytes)."""
     _, model = vllm_setup
-    script = tmp_path / "spawned.py"
-    script.write_text(SPAWNED_ENGINE)
     ckpt = tmp_path / "ckpt"
     model.save_pretrained(ckpt)
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, str(script), str(ckpt), json.dumps(PROMPTS[:2])],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("ROUTES "))
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "1", "PYTHONPATH": str(REPO)}
+    stdout = run_script(SPAWNED_ENGINE, [str(ckpt), json.dumps(PROMPTS[:2])], tmp_path, env)
+    line = next(x for x in stdout.splitlines() if x.startswith("ROUTES "))
     for ids, routing in json.loads(line.removeprefix("ROUTES ")):
         routing = torch.tensor(routing)
         assert routing.shape == (len(ids) - 1, 6, 2)

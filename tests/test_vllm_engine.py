@@ -8,9 +8,6 @@ and the shared expert banks all have to be right for the outputs to agree.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.model.sampling import sampled_logprobs
 from rollout.torch_engine import TorchEngine
 from rollout.vllm_engine import VLLMEngine
+from tests.fresh_python import run_script
 
 EOS = 2
 TOKENS = 32
@@ -236,19 +234,10 @@ def test_plugin_entry_point_serves_a_multiprocess_engine(setup, tmp_path: Path) 
     """A default (multi-process) vLLM in a fresh interpreter finds the model through the installed
     `vllm.general_plugins` entry point alone: nothing in the script imports rlvr."""
     _, model, ckpt = setup
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    script = tmp_path / "serve.py"
-    script.write_text(PLUGIN_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script), str(ckpt), json.dumps(PROMPTS[:2])],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,  # not the repository: the plugin must come from the installed entry point
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("TOKENS "))
+    # run outside the repository: the plugin must come from the installed entry point
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    stdout = run_script(PLUGIN_SCRIPT, [str(ckpt), json.dumps(PROMPTS[:2])], tmp_path, env)
+    line = next(x for x in stdout.splitlines() if x.startswith("TOKENS "))
     tokens = json.loads(line.removeprefix("TOKENS "))
     reference = TorchEngine(model, eos_token_id=-1).generate_greedy(PROMPTS[:2], 8)
     assert tokens == [r.response_ids for r in reference]
