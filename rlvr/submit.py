@@ -184,7 +184,9 @@ def job_arguments(
     """Validate the recipe here; return it, its path relative to `working_dir` and the overrides to send.
 
     Raises RecipeError for a bad recipe and SubmitError for a recipe outside `working_dir`. On a local head a
-    relative run directory is made absolute, so outputs land here as with `rlvr train`, not in the job's copy.
+    relative run directory is made absolute, so outputs land here as with `rlvr train`, not in the job's copy,
+    and so are relative input paths that exist here (`input_overrides`): the upload leaves out checkpoints,
+    weights and git-ignored folders such as `data/`, so the job's copy would not have them.
     """
     config = load_recipe(recipe, overrides)
     root = Path(working_dir).resolve()
@@ -193,6 +195,8 @@ def job_arguments(
     except ValueError:
         raise SubmitError(f"recipe {str(recipe)!r} is outside the working directory {str(root)!r}") from None
     overrides = list(overrides)
+    if is_local_address(address):
+        overrides += input_overrides(config, root)
     if not config.run.dir.is_absolute():
         if is_local_address(address):
             overrides.append(f"run.output_dir={(root / config.run.dir).as_posix()}")
@@ -202,6 +206,27 @@ def job_arguments(
                 "the working directory on the cluster; set run.output_dir to shared storage to keep it"
             )
     return config, relative, overrides
+
+
+def input_overrides(config: RecipeConfig, root: Path) -> list[str]:
+    """`key=/absolute/path` for each relative model, tokenizer and prompt-file path of `config` that exists
+    under `root` (the job on a local head then reads this machine's files, as `rlvr train` would)."""
+
+    def local(path: str | None) -> str | None:
+        if path is None or "://" in path or Path(path).is_absolute() or not (root / path).exists():
+            return None
+        return (root / path).as_posix()
+
+    out = [
+        f"model.{key}={local(v)}" for key in ("path", "tokenizer") if local(v := getattr(config.model, key))
+    ]
+    for key in ("train_files", "eval_files"):
+        files = getattr(config.data, key)
+        if any(local(f) for f in files):
+            out.append(f"data.{key}={json.dumps([local(f) or f for f in files])}")
+    if local(config.sft.data):
+        out.append(f"sft.data={local(config.sft.data)}")
+    return out
 
 
 @contextmanager

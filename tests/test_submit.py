@@ -9,6 +9,7 @@ kills every Ray process on the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -131,7 +132,12 @@ def test_job_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         REPO / "recipes/tiny.yaml", ["rollout.n=2"], "http://127.0.0.1:8265"
     )
     assert recipe == "recipes/tiny.yaml" and config.rollout.n == 2
-    assert overrides == ["rollout.n=2", f"run.output_dir={(REPO / 'runs/tiny').as_posix()}"]
+    prompts = json.dumps([(REPO / "recipes/data/tiny_prompts.jsonl").as_posix()])
+    assert overrides == [
+        "rollout.n=2",
+        f"data.train_files={prompts}",  # the job reads this machine's file, as `rlvr train` would
+        f"run.output_dir={(REPO / 'runs/tiny').as_posix()}",
+    ]
     _, _, remote = job_arguments("recipes/tiny.yaml", [], "http://head.example:8265")
     assert remote == []  # a remote cluster keeps the recipe's relative run dir (with a note)
     assert entrypoint(recipe, ["a=b c"]) == "rlvr train recipes/tiny.yaml 'a=b c'"
@@ -140,6 +146,25 @@ def test_job_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(Exception, match="outside the working directory"):
         job_arguments(outside, [], "http://127.0.0.1:8265")
     assert is_local_address("127.0.0.1:6379") and not is_local_address("ray://head:10001")
+
+
+def test_local_inputs_the_upload_leaves_out_are_passed_as_absolute_paths(tmp_path: Path) -> None:
+    """checkpoints/ and git-ignored data/ are not uploaded: on a local head the job reads them in place."""
+    (tmp_path / "checkpoints/m").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/p.jsonl").write_text('{"prompt": "1+1", "answer": "2"}\n')
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: {path: checkpoints/m}\n"
+        "data: {train_files: [data/p.jsonl, 'task://arithmetic?n=4'], eval_files: [data/missing.jsonl]}\n"
+    )
+    _, _, overrides = job_arguments(recipe, [], "http://127.0.0.1:8265", working_dir=tmp_path)
+    files = json.dumps([(tmp_path / "data/p.jsonl").as_posix(), "task://arithmetic?n=4"])
+    assert f"model.path={(tmp_path / 'checkpoints/m').as_posix()}" in overrides
+    assert f"data.train_files={files}" in overrides
+    assert not any(o.startswith("data.eval_files") for o in overrides)  # not here: left for the cluster
+    _, _, remote = job_arguments(recipe, [], "http://head.example:8265", working_dir=tmp_path)
+    assert remote == []
 
 
 def test_local_token_is_looked_up_in_rays_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
