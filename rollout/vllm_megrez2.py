@@ -326,9 +326,13 @@ class MegrezMoeForCausalLM(nn.Module):
         self.model = MegrezMoeModel(
             vllm_config=vllm_config, prefix=f"{prefix}model" if not prefix else f"{prefix}.model"
         )
-        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, prefix="lm_head")
+        # Tied: the embedding module itself computes the logits. A ParallelLMHead sharing its Parameter
+        # would be a second layer to vLLM's in-place reload, which finds nothing loaded into it and puts its
+        # old tensor back: the engine would then sample through the stale head after every sync.
         if config.tie_word_embeddings:
-            self.lm_head = self.lm_head.tie_weights(self.model.embed_tokens)
+            self.lm_head = self.model.embed_tokens
+        else:
+            self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, prefix="lm_head")
         self.logits_processor = LogitsProcessor(config.vocab_size)
 
     def embed_input_ids(self, input_ids: Tensor) -> Tensor:
