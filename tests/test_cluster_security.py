@@ -22,16 +22,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rlvr.cluster import LocalHead, auth_opted_out, local_head, secured_env, write_token
+from rlvr.cluster import CLIENT_VARS, LocalHead, auth_opted_out, local_head, secured_env, write_token
 
 REPO = Path(__file__).resolve().parents[1]
-RAY_CLIENT_VARS = (
-    "RAY_ADDRESS",
-    "RAY_API_SERVER_ADDRESS",
-    "RAY_AUTH_MODE",
-    "RAY_AUTH_TOKEN",
-    "RAY_AUTH_TOKEN_PATH",
-)
+RAY_CLIENT_VARS = (*CLIENT_VARS, "RAY_AUTH_MODE")  # what a shell may have set for another cluster
 OPT_OUT_ADVICE = "Set RAY_AUTH_MODE=disabled to opt out"  # Ray's warning when it turns token auth on itself
 JOB = """
 import ray, time

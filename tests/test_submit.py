@@ -20,7 +20,7 @@ import pytest
 
 from rlvr import submit as submit_module
 from rlvr.cli import main
-from rlvr.cluster import LocalHead, free_ports, local_head
+from rlvr.cluster import CLIENT_VARS, LocalHead, free_ports, local_head
 from rlvr.submit import (
     CREDENTIAL_EXCLUDES,
     SubmitError,
@@ -44,13 +44,7 @@ TINY = [
 ]
 
 
-RAY_CLIENT_VARS = (
-    "RAY_ADDRESS",
-    "RAY_API_SERVER_ADDRESS",
-    "RAY_AUTH_MODE",
-    "RAY_AUTH_TOKEN",
-    "RAY_AUTH_TOKEN_PATH",
-)
+RAY_CLIENT_VARS = (*CLIENT_VARS, "RAY_AUTH_MODE")  # what a shell may have set for another cluster
 
 
 def _env(**extra: str) -> dict[str, str]:
