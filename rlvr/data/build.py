@@ -173,12 +173,16 @@ def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -
     paths = [source.path] if isinstance(source.path, str) else list(source.path)
     local = all(Path(p).exists() for p in paths)
     if local:
-        raw = datasets.load_dataset(data_format(paths), data_files=paths, split="train")
+        try:
+            raw = datasets.load_dataset(data_format(paths), data_files=paths, split="train")
+        except datasets.exceptions.DatasetGenerationError as exc:  # the parser's own error is the cause
+            cause = exc.__cause__ or exc
+            raise RecipeError(f"source {source.name!r}: cannot read {paths}: {cause}") from exc
     elif len(paths) == 1 and not any(Path(p).suffix for p in paths):
         raw = datasets.load_dataset(paths[0], split=source.split)  # the hub: needs network access
     else:
         missing = [p for p in paths if not Path(p).exists()]
-        raise FileNotFoundError(f"source {source.name!r}: no such file(s) {missing}")
+        raise RecipeError(f"source {source.name!r}: no such file(s) {missing}")
     limit = min(x for x in (source.limit, limit, len(raw)) if x is not None)
     if limit < len(raw):
         raw = raw.select(range(limit))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 DTYPES = ("float32", "bfloat16")
 
@@ -43,6 +44,9 @@ def run_import(args: argparse.Namespace) -> int:
     from rlvr.model.import_options import ModelImportError, UpcycleOptions
     from rlvr.model.importer import import_model, summary
 
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():  # before minutes of conversion
+        print(f"error: the output {args.out_dir} is a file, not a folder", file=sys.stderr)
+        return 2
     options = UpcycleOptions(
         first_k_dense_replace=args.first_dense,
         n_routed_experts=args.experts,
