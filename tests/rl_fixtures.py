@@ -22,15 +22,16 @@ class NaNRewardVerifier:
 
 
 class CoinVerifier:
-    """Right for 40% of the responses at random (a random model's responses are often identical, so their
-    text cannot decide): mixes informative and uninformative groups for a model that solves nothing."""
+    """Right for every fourth response it sees (a random model's responses are often identical, so their
+    text cannot decide): for a model that solves nothing, half the n=2 groups are mixed and half all wrong,
+    wherever the count starts. Deterministic, so a test that needs both kinds in every draw cannot flake."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.reward_correct = kwargs.get("reward_correct", 1.0)
         self.reward_wrong = kwargs.get("reward_wrong", -1.0)
+        self.seen = 0
 
     def verify(self, response: str, reference: str, sample: Any = None) -> Result:
-        import random
-
-        right = random.random() < 0.4  # n=2 groups are mixed 48% of the time
+        right = self.seen % 4 == 0
+        self.seen += 1
         return Result(right, self.reward_correct if right else self.reward_wrong, "ok" if right else "wrong")

@@ -26,7 +26,7 @@ from rlvr.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 RLVR = str(Path(sys.executable).with_name("rlvr"))
 # arithmetic prompts naming no verifier of their own, a model that solves nothing, and a recipe verifier that
-# marks 40% of responses right
+# marks every fourth response right (half the groups mixed, half all wrong)
 MIXED = [
     "verifier.name=tests.rl_fixtures:CoinVerifier",
     "verifier.processes=1",
