@@ -79,6 +79,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlvr.seeds import prompt_seeds
 
     target = Path(args.target)
+    if not target.exists():
+        raise RecipeError(f"{target} does not exist: give a checkpoint folder or a recipe file")
     if target.is_dir():  # a checkpoint folder
         checkpoint, verifier, max_new, engine = target, args.verifier, args.max_new_tokens, args.engine
         prompt = PromptConfig()
@@ -119,7 +121,17 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
     config = load_recipe(args.recipe, args.overrides, schema=DataBuildConfig)
     card = build(config)
-    print(f"wrote {card['output_rows']} prompts to {config.output_dir} (prompts.parquet, data_card.md/.json)")
+    files = [
+        "prompts.parquet",
+        "prompts.jsonl" if config.jsonl else "",
+        "heldout.parquet" if config.heldout_size else "",
+    ]
+    files += ["data_card.md", "data_card.json", "solve_rate.png" if "solve_histogram" in card else ""]
+    malformed = sum(d["rows"] for d in card["dropped"] if d["reason"].startswith("malformed"))
+    print(f"wrote {card['output_rows']} prompts to {config.output_dir} ({', '.join(f for f in files if f)})")
+    print(
+        f"{malformed} malformed source rows dropped; every drop by stage, source and reason in data_card.md"
+    )
     return 0
 
 

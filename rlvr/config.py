@@ -460,8 +460,21 @@ def describe_error(root: type[BaseModel], err: Any) -> str:
         return f"{key}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}{hint}"
     if kind == "value_error":
         return f"{key}: {err['msg'].removeprefix('Value error, ')}"
+    if kind in _RANGE_ERRORS:  # the type is right, the value is out of range: "must be greater than ..."
+        return f"{key}: got {value!r}; {err['msg'].replace('Input should', 'must')}"
     expected = _type_name(_annotation(root, loc))
     return f"{key}: got {value!r} ({type(value).__name__}); expected {expected} — {err['msg']}"
+
+
+_RANGE_ERRORS = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "multiple_of",
+    "too_short",
+    "too_long",
+}
 
 
 def _walk(root: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None, Any]:

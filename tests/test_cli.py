@@ -77,3 +77,9 @@ def test_full_scale_recipe_dry_run_builds_the_model_on_meta() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "31 layers, hidden 2048, 64 experts top-6; 7.50B parameters, 2.99B activated" in out.stdout
     assert "GPUs: 8 in all" in out.stdout
+
+
+def test_eval_of_a_path_that_does_not_exist_says_what_to_give(tmp_path: Path) -> None:
+    out = rlvr("eval", str(tmp_path / "nowhere"), "--data", "task://arithmetic?n=2")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{tmp_path / 'nowhere'} does not exist: give a checkpoint folder or a recipe file" in out.stderr

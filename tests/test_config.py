@@ -56,7 +56,8 @@ def test_wrong_type_names_field_value_and_expected_type() -> None:
 
 
 def test_bounds_are_checked() -> None:
-    assert "rollout.temperature" in errors_for("rollout.temperature=0")
+    assert "rollout.temperature: got 0; must be greater than 0" in errors_for("rollout.temperature=0")
+    assert "rollout.n: got 0; must be greater than or equal to 1" in errors_for("rollout.n=0")
     assert "verifier: hard_timeout_s must be >= soft_timeout_s" in errors_for("verifier.hard_timeout_s=1")
 
 

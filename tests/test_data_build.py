@@ -352,7 +352,9 @@ def test_rlvr_data_build_command(tmp_path: Path) -> None:
     refused = subprocess.run(base, cwd=REPO, capture_output=True, text=True)
     assert refused.returncode == 2 and "difficulty.model" in refused.stderr  # says what to set
     assert not (tmp_path / "prompts.parquet").exists()
-    done = subprocess.run([*base, "difficulty.enabled=false"], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [*base, "difficulty.enabled=false", "heldout_size=20"], cwd=REPO, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((tmp_path / "data_card.json").read_text())
     names = [s.name for s in load_recipe(REPO / "recipes/data.yaml", schema=DataBuildConfig).sources]
@@ -366,6 +368,16 @@ def test_rlvr_data_build_command(tmp_path: Path) -> None:
     }
     assert all(r.meta["license"] == licenses[r.source] for r in prompts.rows)
     assert sum(card["output_by_license"].values()) == card["output_rows"]
+    # the console names every file written (the held-out set too) and the malformed rows dropped
+    wrote = next(line for line in done.stdout.splitlines() if line.startswith("wrote "))
+    files = wrote[wrote.index("(") + 1 : -1].split(", ")
+    assert (
+        "heldout.parquet" in files
+        and "prompts.jsonl" in files
+        and all((tmp_path / f).exists() for f in files)
+    )
+    malformed = sum(d["rows"] for d in card["dropped"] if d["reason"].startswith("malformed"))
+    assert f"{malformed} malformed source rows dropped" in done.stdout
     markdown = (tmp_path / "data_card.md").read_text()
     for section in ("## Per source", "## Rows per license", "## Decontamination", "## Samples", "### tal"):
         assert section in markdown
