@@ -318,13 +318,17 @@ class Learner:
                     totals[key] = totals.get(key, 0) + value
             self.routing_counts = None
         self.steps += 1
-        metrics = loss_metrics({k: self.parallel.sum(v.clone()) for k, v in totals.items()})
+        totals = {k: self.parallel.sum(v.clone().to(self.device)) for k, v in totals.items()}
+        skipped = float(totals.pop("backward_skipped")) / max(float(totals.pop("micro_batches")), 1.0)
+        metrics = loss_metrics(totals)
         metrics.update(
             loss=sum(losses) / len(losses),
             grad_norm=max(grad_norms),
             lr=self.scheduler.get_last_lr()[0],
             # mean |learner − engine| logprob of the sampled tokens before the update (0 with `behaviour`)
             logprob_gap=float(gap[0] / gap[1].clamp_min(1.0)),
+            # micro-batches whose advantages were all 0: forward only (their gradient is exactly 0)
+            backward_skipped=skipped,
             time_logprob_s=logprob_s,
             time_train_s=time.perf_counter() - start - logprob_s,
             **self._load_metrics(),
@@ -344,19 +348,45 @@ class Learner:
         num_tokens = self.parallel.sum(batch.response_mask.sum().clone()).clamp_min(1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        sums: dict[str, Tensor] = {}
-        for rows in torch.arange(len(batch)).split(self.spec.algorithm.micro_batch_size):
-            loss, micro_sums = self._micro_loss(batch.rows(rows), num_tokens)
-            loss.backward()
+        sums: dict[str, Tensor] = {"micro_batches": torch.zeros(()), "backward_skipped": torch.zeros(())}
+        micros = [batch.rows(r) for r in torch.arange(len(batch)).split(self.spec.algorithm.micro_batch_size)]
+        backward = self._needs_backward(micros)
+        for micro, grad in zip(micros, backward, strict=True):
+            with torch.enable_grad() if grad else torch.no_grad():  # no graph where the gradient is 0
+                loss, micro_sums = self._micro_loss(micro, num_tokens)
+            if grad:
+                loss.backward()
             loss_sum += float(loss.detach())
+            micro_sums.update(micro_batches=torch.ones(()), backward_skipped=torch.tensor(float(not grad)))
             for key, value in micro_sums.items():
-                sums[key] = sums.get(key, 0) + value
+                sums[key] = sums.get(key, 0) + value.detach().cpu()
+        if not any(backward):  # AdamW skips a parameter without a gradient; the skipped gradient is 0
+            for p in self.model.parameters():
+                p.grad = torch.zeros_like(p) if p.requires_grad else None
         self.parallel.sum_gradients(self.model)  # the loss is already divided by the global token count
         norm = grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.optim.grad_clip))
         if math.isfinite(norm):
             self.optimizer.step()
         self.scheduler.step()
         return float(self.parallel.sum(torch.tensor(loss_sum))), sums, norm
+
+    def _needs_backward(self, micros: list[TrainBatch]) -> list[bool]:
+        """Which micro-batches need a backward pass. With every advantage 0 (a group all right or all wrong)
+        and no KL penalty, PPO's clipped loss is 0 for any policy, so its gradient is exactly 0: such a
+        micro-batch only runs forward, for its metrics (about 2/3 of its cost saved). FSDP ranks gather and
+        reduce in lockstep during backward, so there a micro-batch is skipped only where every rank's is."""
+        if self.reference is not None:
+            return [True] * len(micros)
+        signal = []
+        for m in micros:
+            advantages = m.advantages if m.advantages.ndim == 2 else m.advantages[:, None]
+            signal.append(bool((advantages * m.response_mask).any()))
+        if self.fsdp:
+            signal = [
+                bool(v)
+                for v in self.parallel.sum(torch.tensor(signal, dtype=torch.float32, device=self.device))
+            ]
+        return signal
 
     def _micro_loss(self, micro: TrainBatch, num_tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """PPO's clipped loss (+ the KL penalty when on) of one micro-batch, divided by the global count."""

@@ -62,12 +62,48 @@ def test_update_raises_the_likelihood_of_positive_advantage_sequences() -> None:
     assert metrics["approx_kl"] >= 0 and learner.steps == 1
 
 
+def always_backward(learner: Learner) -> Learner:
+    """The learner without the zero-advantage shortcut: every micro-batch runs backward."""
+    learner._needs_backward = lambda micros: [True] * len(micros)
+    return learner
+
+
+@pytest.mark.parametrize("zeroed", [range(4, 12), range(12)], ids=["most-groups", "every-group"])
+def test_zero_advantage_micro_batches_skip_backward_and_make_the_same_update(zeroed: range) -> None:
+    # 2 minibatches of 6, micro-batches of 4 + 2: with rows 4-11 zeroed only the first micro-batch has a
+    # signal, so the second minibatch has no backward at all and AdamW must still step (decay, momentum)
+    optim, algorithm = {**OPTIM, "weight_decay": 0.1}, {**ALGORITHM, "micro_batch_size": 4}
+    skipping, dense = Learner(spec(optim, algorithm)), always_backward(Learner(spec(optim, algorithm)))
+    results = []
+    for learner in (skipping, dense):
+        batch = rollout_batch()
+        batch.advantages[list(zeroed)] = 0.0
+        results.append(learner.train_step(batch))
+    got, want = results
+    assert got["backward_skipped"] == (0.75 if len(zeroed) == 8 else 1.0) and want["backward_skipped"] == 0.0
+    for key in ("loss", "grad_norm", "entropy", "approx_kl", "clip_low", "clip_high"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+    initial = Learner(spec(optim, algorithm)).state_dict()
+    moved = max((v - initial[k]).abs().max() for k, v in skipping.state_dict().items())
+    assert moved > 1e-4  # weight decay alone moves every weight when no gradient is left
+    for name, value in dense.state_dict().items():
+        assert torch.equal(skipping.state_dict()[name], value), name
+
+
+# rows whose advantages are zeroed in the 2-rank test: the first micro-batch of each rank's half and all of
+# rank 1's, so FSDP skips a micro-batch on both ranks and rank 1 without FSDP runs no backward at all
+ZEROED = [0, 1, 2, 6, 7, 8, 9, 10, 11]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fsdp", [False, True], ids=["all-reduce", "fsdp2"])
 def test_two_data_parallel_ranks_make_the_one_rank_update(tmp_path: Path, fsdp: bool) -> None:
-    # One minibatch per PPO epoch, so each rank's shard is its half of the same minibatch.
-    single = Learner(spec(algorithm={**ALGORITHM, "minibatches": 1}))
-    single.train_step(rollout_batch())
+    # One minibatch per PPO epoch, so each rank's shard is its half of the same minibatch. The reference
+    # runs every backward; the ranks skip the zero-advantage micro-batches.
+    single = always_backward(Learner(spec(algorithm={**ALGORITHM, "minibatches": 1, "micro_batch_size": 3})))
+    batch = rollout_batch()
+    batch.advantages[ZEROED] = 0.0
+    single.train_step(batch)
     out = str(tmp_path / "rank0.pt")
     url = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     mp.start_processes(_rank_main, args=(2, url, out, fsdp), nprocs=2, join=True, start_method="spawn")
@@ -84,8 +120,9 @@ def test_two_data_parallel_ranks_make_the_one_rank_update(tmp_path: Path, fsdp: 
 def _rank_main(rank: int, world: int, url: str, out: str, fsdp: bool) -> None:
     torch.set_num_threads(1)
     batch = rollout_batch()
+    batch.advantages[ZEROED] = 0.0
     shard = batch.rows(torch.arange(len(batch)).view(world, -1)[rank])  # contiguous halves per rank
-    algorithm = {**ALGORITHM, "minibatches": 1}
+    algorithm = {**ALGORITHM, "minibatches": 1, "micro_batch_size": 3}
     learner = Learner(spec(algorithm=algorithm, fsdp=fsdp), rank=rank, world_size=world, init_method=url)
     learner.train_step(shard)
     state = learner.state_dict()  # with FSDP a collective: every rank gathers
