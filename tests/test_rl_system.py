@@ -99,13 +99,14 @@ def test_dynamic_sampling_never_loops_forever_and_says_when_short() -> None:
 @pytest.mark.slow
 def test_a_killed_rollout_worker_is_restarted_and_the_step_completes(local_ray: None, tmp_path: Path) -> None:
     trainer = _trainer(
-        tmp_path, "rollout.workers=2", "rollout.prompts_per_step=8", "rollout.max_new_tokens=24"
+        tmp_path, "rollout.workers=2", "rollout.prompts_per_step=8", "rollout.max_new_tokens=48"
     )
     try:
         health = ray.get(trainer.actors.rollout_workers[1].health.remote())
         victim = health["pid"]
         assert health["threads"] == max(1, node_cores() // 2)  # not the one thread Ray gives an actor
-        killer = threading.Timer(0.2, os.kill, (victim, signal.SIGKILL))  # lands during step 1's generation
+        # lands during step 1's generation (≥ 1 s of 48-token sampling; the call goes out in milliseconds)
+        killer = threading.Timer(0.2, os.kill, (victim, signal.SIGKILL))
         killer.start()
         first = trainer.step(1)
         killer.join()

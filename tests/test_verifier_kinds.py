@@ -10,6 +10,8 @@ import pytest
 from verifiers import get_verifier
 from verifiers.symbolic import UnsafeExpression, parse_latex
 
+pytestmark = pytest.mark.usefixtures("generous_verifier_limits")  # correctness, not speed
+
 
 def boxed(answer: str) -> str:
     return "We work it out step by step.\n\nSo the final answer is $\\boxed{" + answer + "}$."

@@ -14,6 +14,8 @@ import pytest
 
 from verifiers import get_verifier
 
+pytestmark = pytest.mark.usefixtures("generous_verifier_limits")  # correctness, not speed
+
 CASES = [
     json.loads(line)
     for line in (Path(__file__).parent / "data" / "math_verify_cases.jsonl").read_text().splitlines()

@@ -10,8 +10,12 @@ import random
 import re
 from pathlib import Path
 
+import pytest
+
 from verifiers import get_verifier
 from verifiers.quality import flip_sign, perturb_last_digit
+
+pytestmark = pytest.mark.usefixtures("generous_verifier_limits")  # correctness, not speed
 
 SAMPLE = 1500
 

@@ -9,6 +9,8 @@ from verifiers.extract import UnbalancedBraces, answer_is, gsm8k_answer, last_bo
 from verifiers.normalize import normalize_answer, to_fraction
 from verifiers.symbolic import UnsafeExpression, parse_latex
 
+pytestmark = pytest.mark.usefixtures("generous_verifier_limits")  # correctness, not speed
+
 
 def boxed(answer: str) -> str:
     return "Some reasoning first. So the final answer is $\\boxed{" + answer + "}$."
