@@ -392,8 +392,9 @@ class Learner:
         """PPO's clipped loss (+ the KL penalty when on) of one micro-batch, divided by the global count."""
         a = self.spec.algorithm
         logits, logp = self._scored(self.model, micro)
-        # a sampled token outside the learner's nucleus (top_p < 1) has log π = −inf: it takes no part
-        mask = micro.response_mask.bool() & torch.isfinite(logp)
+        # a sampled token outside the learner's nucleus (top_p < 1) has log π = −inf: it takes no part, nor
+        # one outside the old policy's (recomputed old log π = −inf: its ratio would be inf, its gradient NaN)
+        mask = micro.response_mask.bool() & torch.isfinite(logp) & torch.isfinite(micro.old_logp)
         is_weights = (
             None if a.tis_cap is None else tis_weights(micro.old_logp, micro.behaviour_logp, a.tis_cap)
         )

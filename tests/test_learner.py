@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,19 @@ def test_update_raises_the_likelihood_of_positive_advantage_sequences() -> None:
     assert advantage_weighted_logp() > before
     assert {"loss", "grad_norm", "clip_low", "clip_high", "approx_kl", "lr"} <= set(metrics)
     assert metrics["approx_kl"] >= 0 and learner.steps == 1
+
+
+def test_a_token_outside_the_old_policys_nucleus_takes_no_part() -> None:
+    # a recompute under top_p < 1 gives old log π = −inf to a sampled token outside the old nucleus; its ratio
+    # is inf, and inf · A made the gradient NaN, so the whole optimiser step was silently dropped
+    batch = rollout_batch()
+    token = int(batch.response_mask[0].nonzero()[0])
+    batch.old_logp[0, token] = float("-inf")
+    learner = Learner(spec(algorithm={**ALGORITHM, "old_logprobs": "behaviour"}))
+    before = learner.state_dict()
+    metrics = learner.train_step(batch)
+    assert math.isfinite(metrics["grad_norm"]) and metrics["outside_nucleus"] > 0
+    assert any(not torch.equal(v, before[k]) for k, v in learner.state_dict().items())
 
 
 def always_backward(learner: Learner) -> Learner:
