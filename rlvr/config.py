@@ -13,10 +13,18 @@ import types
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class RecipeError(ValueError):
@@ -39,7 +47,19 @@ def _record_read(section: type, name: str) -> None:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's true/false would pass as 1/0 for a number (`rollout.n=true`: one sample per prompt)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            kinds = set(typing.get_args(cls.model_fields[info.field_name].annotation)) or {
+                cls.model_fields[info.field_name].annotation
+            }
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"got {value!r}; expected a number, not a boolean")
+        return value
 
     if _RECORD_READS:
 
@@ -271,18 +291,24 @@ class AlgorithmConfig(Section):
         description="dynamic sampling: generation rounds per step at most (then train on what is kept)",
     )
 
-    @model_validator(mode="after")
-    def _known_advantage(self) -> AlgorithmConfig:
+    @field_validator("advantage")
+    @classmethod
+    def _known_advantage(cls, value: str) -> str:
         from rlvr.algorithm import ADVANTAGES  # on use: torch is heavy for the commands that need no model
 
-        if self.advantage not in ADVANTAGES:
-            raise ValueError(f"advantage {self.advantage!r} is not one of {', '.join(map(repr, ADVANTAGES))}")
-        return self
+        if value not in ADVANTAGES:
+            close = difflib.get_close_matches(value, list(ADVANTAGES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, ADVANTAGES))}{hint}")
+        return value
+
+
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class OptimConfig(Section):
     lr: float = Field(1e-6, gt=0, description="AdamW learning rate")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="AdamW betas, each in [0, 1)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup_steps: int = Field(0, ge=0, description="linear warm-up steps")
     grad_clip: float = Field(1.0, gt=0, description="max global grad norm")
@@ -354,6 +380,28 @@ class RecipeConfig(Section):
     sft: SFTConfig = SFTConfig()
     trainer: TrainerConfig = TrainerConfig()
     resources: ResourcesConfig = ResourcesConfig()
+
+    @model_validator(mode="after")
+    def _the_step_fits(self) -> RecipeConfig:
+        """What each field allows alone but the step cannot run with together."""
+        n, sequences = self.rollout.n, self.rollout.prompts_per_step * self.rollout.n
+        ranks = self.resources.learner_workers
+        if n < 2:
+            raise ValueError(
+                f"rollout.n={n}: a group baseline (algorithm.advantage {self.algorithm.advantage!r}) needs "
+                "at least 2 samples per prompt; with one, every advantage is 0 and nothing is learned"
+            )
+        if ranks > sequences:
+            raise ValueError(
+                f"resources.learner_workers={ranks} is more than the {sequences} sequences of a step "
+                "(rollout.prompts_per_step x rollout.n): a rank would get none"
+            )
+        if self.resources.fsdp and ranks > 1 and sequences % ranks:
+            raise ValueError(
+                f"resources.fsdp with learner_workers={ranks} needs the {sequences} sequences of a step "
+                "(rollout.prompts_per_step x rollout.n) to divide evenly: FSDP ranks step in lockstep"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -458,23 +506,17 @@ def describe_error(root: type[BaseModel], err: Any) -> str:
         close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{key}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}{hint}"
-    if kind == "value_error":
-        return f"{key}: {err['msg'].removeprefix('Value error, ')}"
+    if kind == "value_error":  # a check across sections names its fields itself
+        message = err["msg"].removeprefix("Value error, ")
+        return message if not loc else f"{key}: {message}"
     if kind in _RANGE_ERRORS:  # the type is right, the value is out of range: "must be greater than ..."
         return f"{key}: got {value!r}; {err['msg'].replace('Input should', 'must')}"
     expected = _type_name(_annotation(root, loc))
     return f"{key}: got {value!r} ({type(value).__name__}); expected {expected} — {err['msg']}"
 
 
-_RANGE_ERRORS = {
-    "greater_than",
-    "greater_than_equal",
-    "less_than",
-    "less_than_equal",
-    "multiple_of",
-    "too_short",
-    "too_long",
-}
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"}
+_RANGE_ERRORS |= {"too_short", "too_long", "finite_number"}
 
 
 def _walk(root: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None, Any]:
@@ -482,9 +524,13 @@ def _walk(root: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None
     model: type[BaseModel] | None = root
     annotation: Any = root
     for part in loc:
-        if model is None or part not in model.model_fields:
+        items = typing.get_args(_strip_optional(annotation))
+        if part.isdigit() and typing.get_origin(_strip_optional(annotation)) is list and items:
+            annotation = items[0]  # an item of a list of sections: `sources.0.adapter`
+        elif model is None or part not in model.model_fields:
             return None, annotation
-        annotation = model.model_fields[part].annotation
+        else:
+            annotation = model.model_fields[part].annotation
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     return model, annotation
 

@@ -52,7 +52,10 @@ def check_verifier(config: RecipeConfig, report: PlanReport) -> None:
     v = config.verifier
     try:
         get_verifier(v.name, reward_correct=v.reward_correct, reward_wrong=v.reward_wrong, **v.options)
-    except (ValueError, TypeError, ImportError) as exc:
+    except TypeError as exc:  # the verifier was found; its keyword arguments come from verifier.options
+        report.errors.append(f"verifier.options: {exc}" if v.options else f"verifier.name: {exc}")
+        return
+    except (ValueError, ImportError) as exc:
         report.errors.append(f"verifier.name: {exc}")
         return
     report.lines.append(

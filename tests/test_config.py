@@ -116,3 +116,40 @@ def test_missing_and_invalid_recipe_files(tmp_path: Path) -> None:
     bad.write_text("- a\n- b\n")
     with pytest.raises(RecipeError, match="must be a mapping"):
         load_recipe(bad)
+
+
+def test_a_boolean_an_infinity_or_a_beta_of_one_is_not_a_number_here() -> None:
+    assert "rollout.n: got True; expected a number, not a boolean" in errors_for("rollout.n=true")
+    assert "optim.lr: got inf; must be a finite number" in errors_for("optim.lr=.inf")
+    message = errors_for("optim.betas=[1.5, -1]")
+    assert "optim.betas.0: got 1.5; must be less than 1" in message and "optim.betas.1: got -1" in message
+    assert load_recipe(TINY, ["algorithm.dynamic_sampling=true"]).algorithm.dynamic_sampling is True
+
+
+def test_an_unknown_advantage_names_its_field_and_the_closest_name() -> None:
+    assert "algorithm.advantage: 'grp' is not one of 'grpo', 'rloo'; did you mean 'grpo'?" in errors_for(
+        "algorithm.advantage=grp"
+    )
+
+
+def test_fields_that_fit_alone_but_not_together_are_refused_by_name() -> None:
+    assert "rollout.n=1: a group baseline" in errors_for("rollout.n=1")
+    message = errors_for("resources.learner_workers=5", "rollout.prompts_per_step=1", "rollout.n=4")
+    assert "resources.learner_workers=5 is more than the 4 sequences of a step" in message
+    message = errors_for("resources.learner_workers=3", "resources.fsdp=true")
+    assert "resources.fsdp with learner_workers=3 needs the 64 sequences" in message
+    assert load_recipe(TINY, ["resources.learner_workers=3"]).resources.learner_workers == 3  # uneven is fine
+
+
+def test_keys_inside_a_list_of_sections_get_the_same_help() -> None:
+    from rlvr.data.build import DataBuildConfig
+
+    source = "{name: g, path: a.jsonl, adapter: gsm8kk, licence: MIT}"
+    with pytest.raises(RecipeError) as info:
+        load_recipe(REPO / "recipes/data.yaml", [f"sources=[{source}]"], schema=DataBuildConfig)
+    message = str(info.value)
+    assert (
+        "sources.0.adapter: 'gsm8kk' is not one of 'gsm8k'" in message and "did you mean 'gsm8k'" in message
+    )
+    assert "unknown key 'sources.0.licence'; did you mean 'sources.0.license'?" in message
+    assert "(allowed here: name, path, adapter, license" in message
