@@ -272,10 +272,11 @@ def test_held_out_rows_are_written_apart_and_never_measured_or_trained_on(tmp_pa
         return [int(r["id"].rsplit("-", 1)[1]) % 2 for r in batch]
 
     config = qa_config(
-        tmp_path, "t", rows, near_duplicate_threshold=1.0, heldout_size=20, difficulty={"k": 2}
+        tmp_path, "t", rows, near_duplicate_threshold=1.0, heldout_size=20, difficulty={"k": 2}, jsonl=True
     )
     card = build(config, solve=solve)
     held = read_prompt_file(tmp_path / "out/heldout.parquet").rows
+    assert read_prompt_file(tmp_path / "out/heldout.jsonl").rows == held  # jsonl: true writes both
     trained = read_prompt_file(tmp_path / "out/prompts.parquet").rows
     assert len(held) == 20 and card["heldout"]["rows"] == 20 and card["heldout"]["by_source"] == {"t": 20}
     held_ids = {r.id for r in held}
@@ -288,10 +289,69 @@ def test_a_missing_or_unparsable_source_file_is_a_recipe_error_naming_the_source
     missing = SourceConfig(name="s", path=str(tmp_path / "nope.jsonl"), adapter="gsm8k", license="MIT")
     with pytest.raises(RecipeError, match="source 's': no such file"):
         read_source(missing, num_proc=1)
-    (tmp_path / "bad.jsonl").write_text("not json at all\n[1, 2]\n")
+    (tmp_path / "bad.jsonl").write_text("not json at all\n[1, 2]\n")  # no line is a record: not JSON Lines
     bad = SourceConfig(name="s", path=str(tmp_path / "bad.jsonl"), adapter="gsm8k", license="MIT")
-    with pytest.raises(RecipeError, match="source 's': cannot read .*bad.jsonl.*JSON parse error"):
+    with pytest.raises(RecipeError, match="source 's': cannot read .*bad.jsonl.*no line is a JSON object"):
         read_source(bad, num_proc=1)
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    bad = SourceConfig(name="s", path=str(tmp_path / "bad.parquet"), adapter="gsm8k", license="MIT")
+    with pytest.raises(RecipeError, match="source 's': cannot read .*bad.parquet.*magic bytes"):
+        read_source(bad, num_proc=1)
+
+
+def gsm8k_line(i: int, **extra: object) -> str:
+    return json.dumps(
+        {"question": f"Tom has {i} apples and buys 2. How many now?", "answer": f"#### {i + 2}"} | extra
+    )
+
+
+def test_bad_lines_of_a_jsonl_source_are_counted_by_line_and_its_good_rows_kept(tmp_path: Path) -> None:
+    """One bad line made `datasets` refuse the whole file (naming a wrong row): now each line on its own."""
+    lines = [
+        gsm8k_line(1),
+        gsm8k_line(2, level=3),  # extra fields of different types on different lines: kept apart from Arrow
+        "",
+        '{"question": "abc',
+        "[1, 2, 3]",
+        "this is not JSON",
+        gsm8k_line(3, level="hard", tags=["x"]),
+    ]
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    bad = SourceConfig(name="bad", path=str(tmp_path / "bad.jsonl"), adapter="gsm8k", license="MIT")
+    clean = SourceConfig(  # read by `datasets` as before; concatenated with the line-by-line one
+        name="clean",
+        path=write_jsonl(tmp_path / "clean.jsonl", [json.loads(gsm8k_line(7))]),
+        adapter="gsm8k",
+        license="MIT",
+    )
+    config = DataBuildConfig(
+        output_dir=str(tmp_path / "out"), num_proc=1, sources=[bad, clean], difficulty={"enabled": False}
+    )
+    card = build(config)
+    assert card["input_rows"] == {"bad": 6, "clean": 1}  # blank line skipped, bad ones counted
+    malformed = [(d["stage"], d["source"], d["reason"], d["rows"]) for d in card["dropped"]]
+    assert [m[:2] + m[3:] for m in malformed] == [("read", "bad", 1)] * 3
+    reasons = [m[2] for m in malformed]
+    assert reasons[0].startswith("malformed: line 4: not JSON: Unterminated string")
+    assert reasons[1] == "malformed: line 5: an array, not a JSON object"
+    assert reasons[2].startswith("malformed: line 6: not JSON: Expecting value")
+    out = sorted((r.id, r.answer) for r in read_prompt_file(tmp_path / "out/prompts.parquet").rows)
+    assert out == [("bad-0", "3"), ("bad-1", "4"), ("bad-5", "5"), ("clean-0", "9")]
+    assert all(r in (tmp_path / "out/data_card.md").read_text() for r in reasons)
+
+
+def test_line_by_line_reading_keeps_the_limit_and_names_the_file_of_several(tmp_path: Path) -> None:
+    import gzip
+
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write("\n".join([gsm8k_line(1), "oops", gsm8k_line(2), gsm8k_line(3)]) + "\n")
+    write_jsonl(tmp_path / "b.jsonl", [json.loads(gsm8k_line(4))])
+    paths = [str(tmp_path / "a.jsonl.gz"), str(tmp_path / "b.jsonl")]
+    source = SourceConfig(name="s", path=paths, adapter="gsm8k", license="MIT")
+    drops = [r["drop"].split(": not JSON")[0] for r in read_source(source, num_proc=1)]
+    assert drops == ["", "malformed: a.jsonl.gz line 2", "", "", ""]
+    assert len(read_source(source, num_proc=1, limit=3)) == 3  # the malformed line counts as read
+    assert [r["answer"] for r in read_source(source.model_copy(update={"limit": 2}), num_proc=1)] == ["3", ""]
 
 
 def load_parquet(path: Path) -> list[dict]:
@@ -373,9 +433,11 @@ def test_rlvr_data_build_command(tmp_path: Path) -> None:
     files = wrote[wrote.index("(") + 1 : -1].split(", ")
     assert (
         "heldout.parquet" in files
+        and "heldout.jsonl" in files
         and "prompts.jsonl" in files
         and all((tmp_path / f).exists() for f in files)
     )
+    assert f"held out {card['heldout']['rows']} rows" in done.stdout and card["heldout"]["rows"] == 20
     malformed = sum(d["rows"] for d in card["dropped"] if d["reason"].startswith("malformed"))
     assert f"{malformed} malformed source rows dropped" in done.stdout
     markdown = (tmp_path / "data_card.md").read_text()

@@ -11,13 +11,15 @@ leaves the pipeline gets a reason, counted by the stage that drops it, per sourc
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +30,7 @@ from rlvr.data import dedup, difficulty
 from rlvr.data.card import describe_output, write_outputs
 from rlvr.data.filters import filter_verifiable, to_open_ended
 from rlvr.data.schema import file_records, write_prompt_file
-from rlvr.data.sources import DEFAULT_VERIFIER, adapt_record, adapter_for, data_format, prompt_row
+from rlvr.data.sources import DEFAULT_VERIFIER, adapt_record, adapter_for, candidate, data_format, prompt_row
 from rlvr.data.synthesis import DEFAULT_TEMPLATE, SampleFn, synthesize
 
 AdapterName = Literal["gsm8k", "math", "aqua", "mmlu", "tal", "mathqa_mc", "arc_mc", "generic"]
@@ -169,23 +171,26 @@ class DataBuildConfig(Section):
 def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -> Any:
     """Stage 1: a `datasets.Dataset` of candidates (the columns listed in `rlvr/data/sources.py`)."""
     import datasets
+    from pyarrow import ArrowInvalid
 
     paths = [source.path] if isinstance(source.path, str) else list(source.path)
     local = all(Path(p).exists() for p in paths)
+    cap = min((x for x in (source.limit, limit) if x is not None), default=None)
     if local:
         try:
             raw = datasets.load_dataset(data_format(paths), data_files=paths, split="train")
-        except datasets.exceptions.DatasetGenerationError as exc:  # the parser's own error is the cause
-            cause = exc.__cause__ or exc
+        except (datasets.exceptions.DatasetGenerationError, ArrowInvalid) as exc:
+            if data_format(paths) == "json":  # one bad line fails the whole file there: read line by line
+                return read_json_lines(source, paths, cap)
+            cause = exc.__cause__ or exc  # the parser's own error
             raise RecipeError(f"source {source.name!r}: cannot read {paths}: {cause}") from exc
     elif len(paths) == 1 and not any(Path(p).suffix for p in paths):
         raw = datasets.load_dataset(paths[0], split=source.split)  # the hub: needs network access
     else:
         missing = [p for p in paths if not Path(p).exists()]
         raise RecipeError(f"source {source.name!r}: no such file(s) {missing}")
-    limit = min(x for x in (source.limit, limit, len(raw)) if x is not None)
-    if limit < len(raw):
-        raw = raw.select(range(limit))
+    if cap is not None and cap < len(raw):
+        raw = raw.select(range(cap))
     return raw.map(
         record_adapter(source),
         with_indices=True,
@@ -193,6 +198,58 @@ def read_source(source: SourceConfig, num_proc: int, limit: int | None = None) -
         num_proc=_procs(raw, num_proc),
         desc=f"read {source.name}",
     )
+
+
+def read_json_lines(source: SourceConfig, paths: list[str], limit: int | None) -> Any:
+    """Stage 1 for a JSON Lines source `datasets` cannot parse: every good object through the adapter, every
+    other line a candidate dropped as `malformed: line N: ...`; blank lines skipped. A source without a
+    single JSON object among the lines read is not JSON Lines: a RecipeError."""
+    import datasets
+
+    adapt, rows, objects = record_adapter(source), [], 0
+    for index, (where, record, problem) in enumerate(islice(json_lines(paths), limit)):
+        if problem:
+            rows.append(candidate(source.name, index, drop=f"malformed: {where}: {problem}"))
+        else:
+            objects += 1
+            rows.append(adapt(record, index))
+    if not objects:
+        first = f" ({rows[0]['drop']})" if rows else ""
+        raise RecipeError(f"source {source.name!r}: cannot read {paths}: no line is a JSON object{first}")
+    return datasets.Dataset.from_list(rows, features=candidate_features())
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+
+
+def json_lines(paths: list[str]) -> Iterator[tuple[str, Any, str]]:
+    """(where, record, problem) for each non-blank line of JSON Lines files (gzip allowed): where is `line N`
+    (`FILE line N` of several files), problem "" or why the line is not a JSON object."""
+    for path in paths:
+        name = f"{Path(path).name} " if len(paths) > 1 else ""
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                record, problem = None, ""
+                try:
+                    record = json.loads(line.decode("utf-8-sig").strip())
+                except UnicodeDecodeError:
+                    problem = "not UTF-8 text"
+                except json.JSONDecodeError as exc:
+                    problem = f"not JSON: {exc.msg} (column {exc.colno})"
+                if not problem and not isinstance(record, dict):
+                    problem = f"{_JSON_KINDS.get(type(record), 'null')}, not a JSON object"
+                yield f"{name}line {number}", record, problem
+
+
+def candidate_features() -> Any:
+    """The columns of a candidate (`sources.candidate`) as `datasets` features."""
+    import datasets
+
+    text = datasets.Value("string")
+    columns = ("id", "prompt", "answer", "verifier", "source", "choices", "letter", "meta", "drop")
+    return datasets.Features({c: datasets.List(text) if c == "choices" else text for c in columns})
 
 
 def record_adapter(source: SourceConfig) -> Callable[[dict[str, Any], int], dict[str, Any]]:
@@ -383,10 +440,12 @@ def stage_decontaminate(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, 
 
 
 def stage_heldout(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`heldout_size` rows, stratified by source, to `heldout.parquet`; the rest go on to training."""
+    """`heldout_size` rows, stratified by source, to `heldout.parquet` (and `heldout.jsonl` with `jsonl`);
+    the rest go on to training."""
     held = difficulty.stratified_sample(rows, min(b.config.heldout_size, len(rows)), b.config.seed)
     ids = {r["id"] for r in held}
-    write_prompt_file([prompt_row(r) for r in held], b.out / "heldout.parquet")
+    for suffix in ("parquet", "jsonl") if b.config.jsonl else ("parquet",):
+        write_prompt_file([prompt_row(r) for r in held], b.out / f"heldout.{suffix}")
     by_source = dict(sorted(Counter(r["source"] for r in held).items()))
     b.card["heldout"] = {"rows": len(held), "by_source": by_source}
     b.dropped("heldout", ((r["source"], "held_out") for r in held))
