@@ -38,7 +38,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from verifiers import get_verifier
 
     response = sys.stdin.read() if args.response == "-" else args.response
-    sample = json.loads(args.sample) if args.sample else None
+    try:
+        sample = json.loads(args.sample) if args.sample else None
+    except json.JSONDecodeError as exc:
+        raise RecipeError(f"--sample is not JSON: {exc}") from None
     if args.timeout is None:
         result = get_verifier(args.verifier).verify(response, args.reference, sample)
     else:
@@ -78,36 +81,64 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlvr.evaluate import evaluate, local_sampler, write_result
     from rlvr.seeds import prompt_seeds
 
-    target = Path(args.target)
-    if not target.exists():
-        raise RecipeError(f"{target} does not exist: give a checkpoint folder or a recipe file")
-    if target.is_dir():  # a checkpoint folder
-        checkpoint, verifier, max_new, engine = target, args.verifier, args.max_new_tokens, args.engine
-        prompt = PromptConfig()
-    else:  # a recipe: its model (after SFT, if the run has one), verifier, engine and prompt format
-        config = load_recipe(target, args.overrides)
-        from rlvr.sft import sft_dir
-
-        checkpoint = Path(config.model.path) if config.model.path else sft_dir(config)
-        verifier = args.verifier or config.verifier.name
-        max_new = args.max_new_tokens or config.rollout.max_new_tokens
-        engine = args.engine or config.rollout.engine
-        prompt = config.data.prompt
-    prompt = _prompt_flags(prompt, args)
-    if not (checkpoint / "config.json").exists():
-        raise RecipeError(f"no checkpoint at {checkpoint} (config.json missing): give a checkpoint folder")
+    checkpoint, verifier, max_new, engine, prompt = _eval_target(args)
     try:
         rows = load_prompts([args.data], "--data")
     except (ValueError, FileNotFoundError) as exc:
         raise RecipeError(str(exc)) from None
-    with local_sampler(checkpoint, engine or "vllm", verifier or "math", prompt=prompt) as sampler:
+    _check_verifiers(verifier, {r.verifier for r in rows if r.verifier})
+    with local_sampler(checkpoint, engine, verifier, prompt=_prompt_flags(prompt, args)) as sampler:
         seeds = prompt_seeds(args.seed, "eval", 0, len(rows))
-        result = evaluate(rows, sampler, args.k, max_new or 256, seeds)
+        result = evaluate(rows, sampler, args.k, max_new, seeds)
     result.update(checkpoint=str(checkpoint), data=str(args.data))
     print(json.dumps(result))
     if args.out:
         write_result(result, Path(args.out))
     return 0
+
+
+def _eval_target(args: argparse.Namespace) -> tuple[Any, str, int, str, PromptConfig]:
+    """(checkpoint, verifier, max new tokens, engine, prompt format) of `rlvr eval`'s target: a checkpoint
+    folder with the flags, or a recipe's model (after SFT, if the run has one) with its settings."""
+    from pathlib import Path
+
+    target = Path(args.target)
+    if not target.exists():
+        raise RecipeError(f"{target} does not exist: give a checkpoint folder or a recipe file")
+    if target.is_dir():
+        if args.overrides:
+            raise RecipeError(
+                f"overrides {args.overrides} apply to a recipe; {target} is a checkpoint folder"
+            )
+        checkpoint, verifier, max_new, engine = target, args.verifier, args.max_new_tokens, args.engine
+        prompt = PromptConfig()
+    else:
+        config = load_recipe(target, args.overrides)
+        from rlvr.sft import sft_dir
+
+        if not config.model.path and not config.sft.steps:
+            raise RecipeError(
+                f"{target} trains from model.preset (no model.path, no sft stage): nothing to load"
+            )
+        checkpoint = Path(config.model.path) if config.model.path else sft_dir(config)
+        verifier = args.verifier or config.verifier.name
+        max_new = args.max_new_tokens or config.rollout.max_new_tokens
+        engine, prompt = args.engine or config.rollout.engine, config.data.prompt
+    if not (checkpoint / "config.json").exists():
+        raise RecipeError(f"no checkpoint at {checkpoint} (config.json missing): give a checkpoint folder")
+    return checkpoint, verifier or "math", max_new or 256, engine or "vllm", prompt
+
+
+def _check_verifiers(default: str, named_by_rows: set[str]) -> None:
+    """Every verifier an evaluation will use resolves, before any model is loaded."""
+    from verifiers import get_verifier
+
+    for name in [default, *sorted(named_by_rows - {default})]:
+        try:
+            get_verifier(name)
+        except (ValueError, TypeError, ImportError) as exc:
+            where = "--verifier" if name == default else "a verifier named by rows of --data"
+            raise RecipeError(f"{where}: {exc}") from None
 
 
 def _prompt_flags(prompt: PromptConfig, args: argparse.Namespace) -> PromptConfig:
@@ -232,11 +263,13 @@ def _add_eval_command(commands: Any) -> None:
     evaluate.add_argument(
         "--engine", choices=["vllm", "torch"], help="rollout engine; default the recipe's, else vllm"
     )
-    evaluate.add_argument("--k", type=int, default=4, help="samples per prompt at temperature 1.0")
+    evaluate.add_argument("--k", type=_positive(int), default=4, help="samples per prompt at temperature 1.0")
     evaluate.add_argument(
         "--verifier", help="verifier for rows that name none; default the recipe's, else math"
     )
-    evaluate.add_argument("--max-new-tokens", type=int, help="response cap; default the recipe's, else 256")
+    evaluate.add_argument(
+        "--max-new-tokens", type=_positive(int), help="response cap; default the recipe's, else 256"
+    )
     evaluate.add_argument(
         "--template",
         choices=["raw", "chat"],
@@ -256,7 +289,9 @@ def _add_tool_commands(commands: Any) -> None:
     verify.add_argument("--reference", required=True, help="the gold answer")
     verify.add_argument("--verifier", default="math", help="registered name, entry point or pkg.module:obj")
     verify.add_argument("--sample", help="the sample as JSON (e.g. choices for the choice verifier)")
-    verify.add_argument("--timeout", type=float, help="run in a VerifierPool worker with this soft limit (s)")
+    verify.add_argument(
+        "--timeout", type=_positive(float), help="run in a VerifierPool worker with this soft limit (s)"
+    )
     verify.add_argument("--json", action="store_true", help="print the Result as JSON")
     verify.set_defaults(func=cmd_verify)
 
@@ -293,8 +328,27 @@ def _add_model_commands(commands: Any) -> None:
     model_import.set_defaults(func=cmd_model_import)
 
 
+def _positive(kind: type) -> Any:
+    """An argparse type: a number of `kind` above 0."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # dotted overrides may also come after a flag (`train r.yaml --dry-run rollout.n=4`)
+    if extra and hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except RecipeError as exc:

@@ -83,3 +83,33 @@ def test_eval_of_a_path_that_does_not_exist_says_what_to_give(tmp_path: Path) ->
     out = rlvr("eval", str(tmp_path / "nowhere"), "--data", "task://arithmetic?n=2")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{tmp_path / 'nowhere'} does not exist: give a checkpoint folder or a recipe file" in out.stderr
+
+
+def test_overrides_may_follow_a_flag_and_stray_flags_are_refused() -> None:
+    out = rlvr("train", "recipes/tiny.yaml", "--dry-run", "rollout.n=0")
+    assert out.returncode == 2 and "rollout.n: got 0; must be greater than or equal to 1" in out.stderr
+    out = rlvr("train", "recipes/tiny.yaml", "--dry-run", "--bogus")
+    assert out.returncode == 2 and "unrecognized arguments: --bogus" in out.stderr
+
+
+def test_eval_refuses_bad_flags_before_loading_anything(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")  # never read: every check below comes first
+    data = ["--data", "task://arithmetic?n=2"]
+    out = rlvr("eval", str(checkpoint), "--k", "0", *data)
+    assert out.returncode == 2 and "argument --k: must be above 0, got 0" in out.stderr
+    out = rlvr("eval", str(checkpoint), "rollout.n=3", *data)
+    assert out.returncode == 2 and "overrides ['rollout.n=3'] apply to a recipe" in out.stderr
+    out = rlvr("eval", str(checkpoint), "--verifier", "mathh", *data)
+    assert out.returncode == 2 and "--verifier: unknown verifier 'mathh'" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = rlvr("eval", "recipes/tiny.yaml", *data)
+    assert out.returncode == 2 and "no model.path, no sft stage" in out.stderr
+
+
+def test_verify_names_the_flag_that_is_wrong() -> None:
+    out = rlvr("verify", "--sample", "{bad", "--reference", "1", "1")
+    assert out.returncode == 2 and "--sample is not JSON" in out.stderr
+    out = rlvr("verify", "--timeout", "0", "--reference", "1", "1")
+    assert out.returncode == 2 and "argument --timeout: must be above 0" in out.stderr
