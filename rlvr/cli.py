@@ -38,6 +38,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from verifiers import get_verifier
 
     response = sys.stdin.read() if args.response == "-" else args.response
+    if not args.reference.strip():
+        raise RecipeError("--reference is empty: give the gold answer")
     try:
         sample = json.loads(args.sample) if args.sample else None
     except json.JSONDecodeError as exc:

@@ -113,3 +113,5 @@ def test_verify_names_the_flag_that_is_wrong() -> None:
     assert out.returncode == 2 and "--sample is not JSON" in out.stderr
     out = rlvr("verify", "--timeout", "0", "--reference", "1", "1")
     assert out.returncode == 2 and "argument --timeout: must be above 0" in out.stderr
+    out = rlvr("verify", "--reference", " ", "1")
+    assert out.returncode == 2 and "--reference is empty" in out.stderr

@@ -161,7 +161,8 @@ class DataBuildConfig(Section):
     heldout_size: int = Field(
         0,
         ge=0,
-        description="rows set aside (stratified by source, after decontamination) as heldout.parquet for "
+        description="rows set aside (stratified by source, after decontamination) as heldout.parquet "
+        "(and .jsonl with jsonl) for "
         "held-out evaluation of the same sources: never measured for difficulty, never trained on; 0: none",
     )
     synthesis: SynthesisConfig = SynthesisConfig()
