@@ -154,17 +154,9 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
     config = load_recipe(args.recipe, args.overrides, schema=DataBuildConfig)
     card = build(config)
-    heldout = "heldout" in card
-    files = [
-        "prompts.parquet",
-        "prompts.jsonl" if config.jsonl else "",
-        "heldout.parquet" if heldout else "",
-        "heldout.jsonl" if heldout and config.jsonl else "",
-    ]
-    files += ["data_card.md", "data_card.json", "solve_rate.png" if "solve_histogram" in card else ""]
     malformed = sum(d["rows"] for d in card["dropped"] if d["reason"].startswith("malformed"))
-    print(f"wrote {card['output_rows']} prompts to {config.output_dir} ({', '.join(f for f in files if f)})")
-    if heldout:
+    print(f"wrote {card['output_rows']} prompts to {config.output_dir} ({', '.join(card['files'])})")
+    if "heldout" in card:
         print(f"held out {card['heldout']['rows']} rows for evaluation (heldout.parquet), never trained on")
     print(
         f"{malformed} malformed source rows dropped; every drop by stage, source and reason in data_card.md"

@@ -318,7 +318,7 @@ class Learner:
                     totals[key] = totals.get(key, 0) + value
             self.routing_counts = None
         self.steps += 1
-        totals = {k: self.parallel.sum(v.clone().to(self.device)) for k, v in totals.items()}
+        totals = {k: self.parallel.sum(v.clone()) for k, v in totals.items()}
         skipped = float(totals.pop("backward_skipped")) / max(float(totals.pop("micro_batches")), 1.0)
         metrics = loss_metrics(totals)
         metrics.update(
@@ -348,7 +348,7 @@ class Learner:
         num_tokens = self.parallel.sum(batch.response_mask.sum().clone()).clamp_min(1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        sums: dict[str, Tensor] = {"micro_batches": torch.zeros(()), "backward_skipped": torch.zeros(())}
+        sums: dict[str, Tensor] = {}
         micros = [batch.rows(r) for r in torch.arange(len(batch)).split(self.spec.algorithm.micro_batch_size)]
         backward = self._needs_backward(micros)
         for micro, grad in zip(micros, backward, strict=True):
@@ -357,9 +357,10 @@ class Learner:
             if grad:
                 loss.backward()
             loss_sum += float(loss.detach())
-            micro_sums.update(micro_batches=torch.ones(()), backward_skipped=torch.tensor(float(not grad)))
+            one = torch.ones((), device=self.device)
+            micro_sums.update(micro_batches=one, backward_skipped=one * (not grad))
             for key, value in micro_sums.items():
-                sums[key] = sums.get(key, 0) + value.detach().cpu()
+                sums[key] = sums.get(key, 0) + value
         if not any(backward):  # AdamW skips a parameter without a gradient; the skipped gradient is 0
             for p in self.model.parameters():
                 p.grad = torch.zeros_like(p) if p.requires_grad else None

@@ -11,7 +11,6 @@ leaves the pipeline gets a reason, counted by the stage that drops it, per sourc
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import resource
@@ -208,12 +207,17 @@ def read_json_lines(source: SourceConfig, paths: list[str], limit: int | None) -
     import datasets
 
     adapt, rows, objects = record_adapter(source), [], 0
-    for index, (where, record, problem) in enumerate(islice(json_lines(paths), limit)):
-        if problem:
-            rows.append(candidate(source.name, index, drop=f"malformed: {where}: {problem}"))
-        else:
+    for index, (where, record) in enumerate(islice(_numbered_records(source, paths), limit)):
+        if isinstance(record, dict):
             objects += 1
             rows.append(adapt(record, index))
+        else:
+            problem = (
+                record
+                if isinstance(record, Exception)
+                else f"{_JSON_KINDS.get(type(record), 'null')}, not a JSON object"
+            )
+            rows.append(candidate(source.name, index, drop=f"malformed: {where}: {problem}"))
     if not objects:
         first = f" ({rows[0]['drop']})" if rows else ""
         raise RecipeError(f"source {source.name!r}: cannot read {paths}: no line is a JSON object{first}")
@@ -223,25 +227,17 @@ def read_json_lines(source: SourceConfig, paths: list[str], limit: int | None) -
 _JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false"}
 
 
-def json_lines(paths: list[str]) -> Iterator[tuple[str, Any, str]]:
-    """(where, record, problem) for each non-blank line of JSON Lines files (gzip allowed): where is `line N`
-    (`FILE line N` of several files), problem "" or why the line is not a JSON object."""
+def _numbered_records(source: SourceConfig, paths: list[str]) -> Iterator[tuple[str, Any]]:
+    """(where, record or its parse error) of every record of the files: where is `line N` (`FILE line N` of
+    several files); `schema.file_records` reads them."""
     for path in paths:
         name = f"{Path(path).name} " if len(paths) > 1 else ""
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                record, problem = None, ""
-                try:
-                    record = json.loads(line.decode("utf-8-sig").strip())
-                except UnicodeDecodeError:
-                    problem = "not UTF-8 text"
-                except json.JSONDecodeError as exc:
-                    problem = f"not JSON: {exc.msg} (column {exc.colno})"
-                if not problem and not isinstance(record, dict):
-                    problem = f"{_JSON_KINDS.get(type(record), 'null')}, not a JSON object"
-                yield f"{name}line {number}", record, problem
+        try:
+            records = file_records(Path(path))
+        except ValueError as exc:  # a whole-file .json that does not parse
+            raise RecipeError(f"source {source.name!r}: cannot read {path}: {exc}") from None
+        for number, record in records:
+            yield f"{name}line {number}", record
 
 
 def candidate_features() -> Any:
@@ -311,7 +307,9 @@ class Build:
     out: Path
     solve: difficulty.SolveFn | None = None
     sample: SampleFn | None = None
-    card: dict[str, Any] = field(default_factory=lambda: {"stages": [], "dropped": [], "seconds": {}})
+    card: dict[str, Any] = field(
+        default_factory=lambda: {"stages": [], "dropped": [], "seconds": {}, "files": []}
+    )
     _model: Any = None
 
     def model(self) -> Any:
@@ -447,6 +445,7 @@ def stage_heldout(b: Build, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ids = {r["id"] for r in held}
     for suffix in ("parquet", "jsonl") if b.config.jsonl else ("parquet",):
         write_prompt_file([prompt_row(r) for r in held], b.out / f"heldout.{suffix}")
+        b.card["files"].append(f"heldout.{suffix}")
     by_source = dict(sorted(Counter(r["source"] for r in held).items()))
     b.card["heldout"] = {"rows": len(held), "by_source": by_source}
     b.dropped("heldout", ((r["source"], "held_out") for r in held))

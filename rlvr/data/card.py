@@ -60,6 +60,16 @@ def write_outputs(
     write_prompt_file(table, out / "prompts.parquet")
     if config.jsonl:
         write_prompt_file(table, out / "prompts.jsonl")
+    # every file of the build, in the card itself (earlier stages list theirs, e.g. heldout.parquet)
+    jsonl, png = ["prompts.jsonl"] * config.jsonl, ["solve_rate.png"] * ("solve_histogram" in card)
+    card["files"] = [
+        "prompts.parquet",
+        *jsonl,
+        *card.get("files", []),
+        "data_card.md",
+        "data_card.json",
+        *png,
+    ]
     (out / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     licenses = {s.name: s.license for s in config.sources}
     (out / "data_card.md").write_text(card_markdown(card, licenses), encoding="utf-8")

@@ -149,7 +149,7 @@ def file_records(path: Path) -> list[tuple[int, Any]]:
         try:
             records.append((line_no, json.loads(line)))
         except json.JSONDecodeError as exc:
-            records.append((line_no, ValueError(f"not JSON ({exc.msg})")))
+            records.append((line_no, ValueError(f"not JSON: {exc.msg} (column {exc.colno})")))
     return records
 
 
@@ -157,9 +157,9 @@ def _read_text(path: Path) -> str:
     if path.suffix.lower() == ".gz":
         import gzip
 
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        with gzip.open(path, "rt", encoding="utf-8-sig", errors="replace") as f:
             return f.read()
-    return path.read_text(encoding="utf-8", errors="replace")
+    return path.read_text(encoding="utf-8-sig", errors="replace")
 
 
 def rows_from_records(path: Path, records: list[tuple[int, Any]]) -> PromptFile:
