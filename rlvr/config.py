@@ -54,9 +54,8 @@ class Section(BaseModel):
     def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
         """YAML's true/false would pass as 1/0 for a number (`rollout.n=true`: one sample per prompt)."""
         if isinstance(value, bool) and info.field_name is not None:
-            kinds = set(typing.get_args(cls.model_fields[info.field_name].annotation)) or {
-                cls.model_fields[info.field_name].annotation
-            }
+            annotation = cls.model_fields[info.field_name].annotation
+            kinds = set(typing.get_args(annotation)) or {annotation}
             if bool not in kinds and kinds & {int, float}:
                 raise ValueError(f"got {value!r}; expected a number, not a boolean")
         return value

@@ -218,7 +218,7 @@ def input_overrides(config: RecipeConfig, root: Path) -> list[str]:
         return (root / path).as_posix()
 
     out = [
-        f"model.{key}={local(v)}" for key in ("path", "tokenizer") if local(v := getattr(config.model, key))
+        f"model.{key}={path}" for key in ("path", "tokenizer") if (path := local(getattr(config.model, key)))
     ]
     for key in ("train_files", "eval_files"):
         files = getattr(config.data, key)
