@@ -341,8 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # dotted overrides may also come after a flag (`train r.yaml --dry-run rollout.n=4`)
     if extra and hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
         args.overrides += extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    elif extra:  # name the flags that are wrong, not the overrides beside them
+        parser.error(f"unrecognized arguments: {' '.join([x for x in extra if x.startswith('-')] or extra)}")
     try:
         return args.func(args)
     except RecipeError as exc:

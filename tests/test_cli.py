@@ -88,8 +88,8 @@ def test_eval_of_a_path_that_does_not_exist_says_what_to_give(tmp_path: Path) ->
 def test_overrides_may_follow_a_flag_and_stray_flags_are_refused() -> None:
     out = rlvr("train", "recipes/tiny.yaml", "--dry-run", "rollout.n=0")
     assert out.returncode == 2 and "rollout.n: got 0; must be greater than or equal to 1" in out.stderr
-    out = rlvr("train", "recipes/tiny.yaml", "--dry-run", "--bogus")
-    assert out.returncode == 2 and "unrecognized arguments: --bogus" in out.stderr
+    out = rlvr("train", "recipes/tiny.yaml", "--dry-run", "rollout.n=4", "--bogus")
+    assert out.returncode == 2 and "unrecognized arguments: --bogus\n" in out.stderr  # not the override
 
 
 def test_eval_refuses_bad_flags_before_loading_anything(tmp_path: Path) -> None:
@@ -104,6 +104,10 @@ def test_eval_refuses_bad_flags_before_loading_anything(tmp_path: Path) -> None:
     out = rlvr("eval", str(checkpoint), "--verifier", "mathh", *data)
     assert out.returncode == 2 and "--verifier: unknown verifier 'mathh'" in out.stderr
     assert "Traceback" not in out.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"question": "a", "answer": "1"},\n')
+    out = rlvr("eval", str(checkpoint), "--data", str(broken))
+    assert out.returncode == 2 and f"{broken}: not JSON: Expecting value (line 2, column 1)" in out.stderr
     out = rlvr("eval", "recipes/tiny.yaml", *data)
     assert out.returncode == 2 and "no model.path, no sft stage" in out.stderr
 

@@ -234,8 +234,8 @@ def _numbered_records(source: SourceConfig, paths: list[str]) -> Iterator[tuple[
         name = f"{Path(path).name} " if len(paths) > 1 else ""
         try:
             records = file_records(Path(path))
-        except ValueError as exc:  # a whole-file .json that does not parse
-            raise RecipeError(f"source {source.name!r}: cannot read {path}: {exc}") from None
+        except ValueError as exc:  # a whole-file .json that does not parse; the message names the file
+            raise RecipeError(f"source {source.name!r}: cannot read {exc}") from None
         for number, record in records:
             yield f"{name}line {number}", record
 

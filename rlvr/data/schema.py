@@ -140,7 +140,10 @@ def file_records(path: Path) -> list[tuple[int, Any]]:
         raise ValueError(f"{path}: unsupported prompt file type {suffix!r} (use .jsonl, .json or .parquet)")
     text = _read_text(path)
     if suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:  # one document: nothing to keep, and the error names the file
+            raise ValueError(f"{path}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
         return list(enumerate(data if isinstance(data, list) else [data], start=1))
     records: list[tuple[int, Any]] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
