@@ -23,7 +23,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()  # statistics in fp32, as HF Llama does
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in fp32 (or fp64), as HF Llama
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
 
@@ -39,7 +39,7 @@ def rope_cos_sin(pos_BT: Tensor, head_dim: int, theta: float) -> tuple[Tensor, T
 
 
 def apply_rope(x_BHTd: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    x = x_BHTd.float()
+    x = x_BHTd.to(torch.promote_types(x_BHTd.dtype, torch.float32))
     x1, x2 = x.chunk(2, dim=-1)
     return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x_BHTd.dtype)
 
@@ -160,3 +160,28 @@ def build_attention_mask(
     if key_valid_BS is not None:
         mask_BTS = mask_BTS & key_valid_BS[:, None, :]
     return (mask_BTS | (k_slot == q_slot))[:, None], False
+
+
+def document_positions(doc_BT: Tensor) -> Tensor:
+    """RoPE positions that restart at 0 with every sample of a packed row, (B, T) int64.
+
+    `doc_BT` (B, T) int: each sample's tokens are one contiguous run of the same id; -1 marks padding (its
+    position is a dummy). Position of token t = t − the index where its run starts."""
+    B, T = doc_BT.shape
+    t = torch.arange(T, device=doc_BT.device).expand(B, T)
+    starts = torch.ones_like(doc_BT, dtype=torch.bool)
+    starts[:, 1:] = doc_BT[:, 1:] != doc_BT[:, :-1]
+    run_start = torch.where(starts, t, 0).cummax(dim=1).values
+    return t - run_start
+
+
+def document_mask(doc_BT: Tensor) -> Tensor:
+    """(B, 1, T, T) bool attention mask of packed rows: causal within a sample, nothing across samples.
+
+    Query q may attend to key k ≤ q when both carry the same document id (not −1, padding). A padding query
+    sees itself only, so no softmax row is empty (its output is never used)."""
+    T = doc_BT.shape[1]
+    same = (doc_BT[:, :, None] == doc_BT[:, None, :]) & (doc_BT[:, None, :] >= 0)
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc_BT.device).tril()
+    eye = torch.eye(T, dtype=torch.bool, device=doc_BT.device)
+    return ((same & causal) | eye)[:, None]

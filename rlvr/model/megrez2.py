@@ -33,7 +33,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from rlvr.model.attention import Attention, Context, KVCache, RMSNorm, build_attention_mask, rope_cos_sin
+from rlvr.model.attention import (
+    Attention,
+    Context,
+    KVCache,
+    RMSNorm,
+    build_attention_mask,
+    document_mask,
+    document_positions,
+    rope_cos_sin,
+)
 from rlvr.model.checkpoint import load_checkpoint, save_pretrained
 from rlvr.model.config import PRESET_NAMES, PRESETS, RUNTIME_FIELDS, Megrez2Config, preset_config
 from rlvr.model.kernels import GatherRows, compute_dtype, expert_matmul, grouped_mm_supported
@@ -319,16 +328,24 @@ class Megrez2ForCausalLM(nn.Module):
         attention_mask: Tensor | None = None,
         cache: KVCache | None = None,
         replay_indices: Tensor | None = None,
+        document_ids: Tensor | None = None,
+        logits_at: Tensor | None = None,
     ) -> CausalLMOutput:
         """input_ids (B, T). attention_mask (B, T): 1 = real token, 0 = padding, for these T tokens only
         (a cache remembers earlier ones); left or right padding both work. cache: extended in place
         (inference). replay_indices (L, B, T, K): experts each MoE layer must use (routing replay from
         rollouts; a token whose K entries are -1 keeps its router's choice); the mixing weights still come
-        from the current routers."""
+        from the current routers. document_ids (B, T): packed rows, several samples per row (one contiguous
+        run of ids each, -1 padding): no token attends across samples and positions restart at 0 per
+        sample, so each sample's outputs equal running it alone (instead of attention_mask; no cache).
+        logits_at (B, T) bool: the LM head runs at those positions only and logits are (N, V), N = the
+        count of True (SFT scores only the assistant's tokens)."""
         B, T = input_ids.shape
-        ctx, valid_BT = self._context(input_ids, attention_mask, cache, replay_indices)
+        if document_ids is not None and (cache is not None or attention_mask is not None):
+            raise ValueError("document_ids (packed rows) take neither an attention_mask nor a KV cache")
+        ctx, valid_BT = self._context(input_ids, attention_mask, cache, replay_indices, document_ids)
         h_BTD, used, chosen = self.model(input_ids, ctx)
-        logits = self.lm_head(h_BTD)
+        logits = self.lm_head(h_BTD if logits_at is None else h_BTD[logits_at])
         if cache is not None:
             cache.next_pos += T if valid_BT is None else valid_BT.sum(1)
             cache.length += T
@@ -338,9 +355,20 @@ class Megrez2ForCausalLM(nn.Module):
         return CausalLMOutput(logits, indices, choice, counts, cache)
 
     def _context(
-        self, input_ids: Tensor, attention_mask: Tensor | None, cache: KVCache | None, replay: Tensor | None
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        cache: KVCache | None,
+        replay: Tensor | None,
+        document_ids: Tensor | None = None,
     ) -> tuple[Context, Tensor | None]:
         B, T = input_ids.shape
+        replay_LTK = None if replay is None else replay.reshape(replay.shape[0], B * T, -1)
+        first_moe = self.config.first_k_dense_replace
+        if document_ids is not None:  # packed samples: block-diagonal causal mask, positions per sample
+            doc = document_ids.to(input_ids.device)
+            cos, sin = rope_cos_sin(document_positions(doc), self.config.head_dim, self.config.rope_theta)
+            return Context(cos, sin, document_mask(doc), False, None, replay_LTK, first_moe), doc >= 0
         valid_BT = (
             None if attention_mask is None else attention_mask.to(device=input_ids.device, dtype=torch.bool)
         )
@@ -362,8 +390,6 @@ class Megrez2ForCausalLM(nn.Module):
             pos_BT = (start_B1 + valid_BT.long().cumsum(1) - 1).clamp_min(0)
         cos, sin = rope_cos_sin(pos_BT, self.config.head_dim, self.config.rope_theta)
         mask, is_causal = build_attention_mask(key_valid, q_start, T, input_ids.device)
-        replay_LTK = None if replay is None else replay.reshape(replay.shape[0], B * T, -1)
-        first_moe = self.config.first_k_dense_replace
         return Context(cos, sin, mask, is_causal, cache, replay_LTK, first_moe), valid_BT
 
     def register_route_hook(self, fn: Callable[[int, Tensor, Tensor], None]) -> RouteHooks:
