@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rlvr.config import RecipeConfig, reference_markdown
+from rlvr.config import RecipeConfig
+from rlvr.config_text import reference_markdown
 from rlvr.data.build import DataBuildConfig
 
 RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
