@@ -15,7 +15,7 @@ import torch
 
 from rlvr.model.megrez2 import KVCache, Megrez2ForCausalLM
 from rlvr.model.sampling import processed_logits
-from rollout.types import Rollout, Seeds, compact_routes, seeds_of_samples
+from rollout.types import Rollout, Seeds, check_temperature, compact_routes, repeat_samples, seeds_of_samples
 
 
 class TorchEngine:
@@ -53,9 +53,10 @@ class TorchEngine:
         top_p: float = 1.0,
     ) -> list[Rollout]:
         """n samples per prompt, ordered prompt-major (all samples of prompt 0, then prompt 1, ...). Each
-        sample draws from its own generator, seeded by (prompt seed, sample index): see `rollout.types`."""
-        if temperature <= 0:
-            raise ValueError("temperature must be > 0 (greedy decoding is `generate_greedy`)")
+        sample draws from its own generator, seeded by (prompt seed, sample index): see `rollout.types`.
+        Temperature 0 is `generate_greedy`'s argmax decoding, repeated n times."""
+        if check_temperature(temperature):  # 0: argmax decoding, every sample of a prompt the same
+            return repeat_samples(self.generate_greedy(prompts, max_new_tokens), n)
         jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
         seeds = seeds_of_samples(seed, len(prompts), n)
         rollouts: list[Rollout] = []

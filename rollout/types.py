@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import torch
@@ -59,6 +59,24 @@ class Rollout:
 def compact_routes(indices: torch.Tensor, num_experts: int) -> torch.Tensor:
     """Expert ids in the narrowest integer type that holds them (a rollout's routing crosses Ray)."""
     return indices.to(torch.uint8 if num_experts <= 256 else torch.int16)
+
+
+def check_temperature(temperature: float) -> bool:
+    """Whether `generate` decodes greedily: temperature 0 is argmax decoding (seeds and top_p do not matter:
+    the most probable token is always inside the nucleus); below 0 is a ValueError."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy decoding), got {temperature}")
+    return temperature == 0
+
+
+def repeat_samples(greedy: list[Rollout], n: int) -> list[Rollout]:
+    """n copies of each prompt's greedy rollout, prompt-major with sample indices 0..n-1: what `generate`
+    returns at temperature 0, where every sample of a prompt is the same."""
+    return [
+        replace(r, sample_index=s, response_ids=list(r.response_ids), logprobs=list(r.logprobs))
+        for r in greedy
+        for s in range(n)
+    ]
 
 
 class RolloutEngine(Protocol):

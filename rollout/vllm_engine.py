@@ -27,7 +27,7 @@ import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rollout.routing_capture import EXTENSION, routes_by_request
-from rollout.types import Rollout, Seeds, compact_routes, seeds_of_samples
+from rollout.types import Rollout, Seeds, check_temperature, compact_routes, repeat_samples, seeds_of_samples
 from rollout.vllm_logging import quiet_vllm
 from rollout.vllm_plugin import CAPTURE_ROUTES
 
@@ -160,9 +160,10 @@ class VLLMEngine:
         top_p: float = 1.0,
     ) -> list[Rollout]:
         """n samples per prompt, prompt-major; sample s of prompt p is one request with stream seed
-        (prompt seed p, s), so the same call gives the same rollouts however prompts are batched."""
-        if temperature <= 0:
-            raise ValueError("temperature must be > 0 (greedy decoding is `generate_greedy`)")
+        (prompt seed p, s), so the same call gives the same rollouts however prompts are batched.
+        Temperature 0 is `generate_greedy` (vLLM's greedy sampling: argmax), repeated n times."""
+        if check_temperature(temperature):  # 0: argmax decoding, every sample of a prompt the same
+            return repeat_samples(self.generate_greedy(prompts, max_new_tokens), n)
         seeds = seeds_of_samples(seed, len(prompts), n)
         jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
         params = [

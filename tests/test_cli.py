@@ -99,6 +99,10 @@ def test_eval_refuses_bad_flags_before_loading_anything(tmp_path: Path) -> None:
     data = ["--data", "task://arithmetic?n=2"]
     out = rlvr("eval", str(checkpoint), "--k", "0", *data)
     assert out.returncode == 2 and "argument --k: must be above 0, got 0" in out.stderr
+    out = rlvr("eval", str(checkpoint), "--temperature", "-1", *data)
+    assert out.returncode == 2 and "argument --temperature: must be 0 or above, got -1" in out.stderr
+    out = rlvr("eval", str(checkpoint), "--temperature", "nan", *data)
+    assert out.returncode == 2 and "argument --temperature: must be 0 or above, got nan" in out.stderr
     out = rlvr("eval", str(checkpoint), "rollout.n=3", *data)
     assert out.returncode == 2 and "overrides ['rollout.n=3'] apply to a recipe" in out.stderr
     out = rlvr("eval", str(checkpoint), "--verifier", "mathh", *data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -37,6 +39,20 @@ def test_greedy_decoding_matches_uncached_argmax(engine: TorchEngine) -> None:
             for _ in range(len(rollout.response_ids)):
                 sequence.append(int(engine.model(torch.tensor([sequence])).logits[0, -1].argmax()))
         assert rollout.response_ids == sequence[len(prompt) :]
+
+
+def test_temperature_zero_is_greedy_decoding(engine: TorchEngine) -> None:
+    greedy = engine.generate_greedy(PROMPTS, max_new_tokens=12)
+    for seed in (1, 2):  # the seed and top_p do not matter: argmax is always inside the nucleus
+        rollouts = engine.generate(PROMPTS, n=2, max_new_tokens=12, temperature=0.0, seed=seed, top_p=0.5)
+        assert [(r.prompt_index, r.sample_index) for r in rollouts] == [
+            (p, s) for p in range(3) for s in (0, 1)
+        ]
+        assert [r.response_ids for r in rollouts] == [g.response_ids for g in greedy for _ in (0, 1)]
+        assert [r.logprobs for r in rollouts] == [g.logprobs for g in greedy for _ in (0, 1)]
+        assert all(math.isfinite(lp) for r in rollouts for lp in r.logprobs)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        engine.generate(PROMPTS, n=1, max_new_tokens=4, temperature=-1.0)
 
 
 def test_behaviour_logprobs_are_the_policys(engine: TorchEngine) -> None:

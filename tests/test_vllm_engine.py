@@ -80,6 +80,20 @@ def test_greedy_decoding_and_logprobs_match_the_native_module(setup) -> None:
 
 
 @pytest.mark.slow
+def test_temperature_zero_is_greedy_decoding(setup) -> None:
+    engine, model, _ = setup
+    greedy = native_greedy(model)
+    for seed in (1, 2):  # neither the seed nor top_p changes argmax decoding
+        rollouts = engine.generate(PROMPTS, n=2, max_new_tokens=TOKENS, temperature=0.0, seed=seed, top_p=0.5)
+        assert [(r.prompt_index, r.sample_index) for r in rollouts] == [
+            (p, s) for p in range(len(PROMPTS)) for s in (0, 1)
+        ]
+        assert [r.response_ids for r in rollouts] == [ids for ids, _ in greedy for _ in (0, 1)]
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        engine.generate(PROMPTS, n=1, max_new_tokens=4, temperature=-1.0)
+
+
+@pytest.mark.slow
 def test_parity_with_pre_gating_off_and_the_switch_changes_routing(setup) -> None:
     engine, model, _ = setup
     pre_gated = [r.response_ids for r in engine.generate_greedy(PROMPTS, TOKENS)]
