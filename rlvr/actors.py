@@ -93,6 +93,47 @@ def start_learners(recipe: RecipeConfig, spec: LearnerSpec) -> list[Any]:
     return learners
 
 
+class LearnerGroup:
+    """The data-parallel learner ranks of a run behind one handle, for RL and SFT alike: start, shard a batch
+    over the ranks, step, save, load, close. Every method calls every rank (FSDP ranks gather and reduce in
+    lockstep); results that are all-reduced are the same on every rank, so rank 0's is returned."""
+
+    def __init__(self, recipe: RecipeConfig, spec: LearnerSpec) -> None:
+        self.ranks = start_learners(recipe, spec)
+
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    def all(self, method: str, *args: Any) -> list[Any]:
+        """`method(*args)` on every rank; each rank's result."""
+        return ray.get([getattr(rank, method).remote(*args) for rank in self.ranks])
+
+    def step(self, method: str, batch: Any) -> Any:
+        """`method(shard)` with each rank taking a contiguous shard of `batch`'s rows (`batch.rows`);
+        rank 0's result."""
+        shards = torch.arange(len(batch)).chunk(len(self.ranks))
+        futures = [getattr(r, method).remote(batch.rows(s)) for r, s in zip(self.ranks, shards, strict=True)]
+        return ray.get(futures)[0]
+
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """The full weights (with FSDP the shards are gathered); rank 0's copy."""
+        return self.all("state_dict")[0]
+
+    def save(self, path: str) -> None:
+        """Every rank writes its part of a checkpoint into the folder `path` (model, optimiser, RNG)."""
+        self.all("save", path)
+
+    def load(self, path: str) -> None:
+        """Every rank restores its part from the checkpoint folder `path` (as written by `save`)."""
+        self.all("load", path)
+
+    def close(self) -> None:
+        """Closes the process group, then kills the ranks."""
+        self.all("close")
+        for rank in self.ranks:
+            ray.kill(rank)
+
+
 def start_rollout_worker(
     engine: str,
     model_config: Megrez2Config,
@@ -137,7 +178,7 @@ class TrainingActors:
     ) -> None:
         res = recipe.resources
         check_routing_replay(recipe, model_config)
-        self.learners = start_learners(recipe, learner_spec(recipe, model_config))
+        self.learners = LearnerGroup(recipe, learner_spec(recipe, model_config))
         # the first weights stay referenced for the run: Ray restarts a dead rollout worker from its
         # constructor arguments (then the current weights are loaded into it)
         self.initial_state_ref = state_ref = ray.put(self._full_state())
@@ -213,11 +254,7 @@ class TrainingActors:
     def update(self, batch: TrainBatch) -> dict[str, float]:
         """One learner step on `batch` (B sequences); each rank takes a contiguous shard of them. Returns the
         loss metrics (all-reduced, so every rank's are the same) and the learner's timings in seconds."""
-        shards = torch.arange(len(batch)).chunk(len(self.learners))
-        metrics = ray.get(
-            [lr.train_step.remote(batch.rows(s)) for lr, s in zip(self.learners, shards, strict=True)]
-        )
-        return metrics[0]  # loss metrics are all-reduced: every rank reports the same numbers
+        return self.learners.step("train_step", batch)  # all-reduced: every rank reports the same
 
     def parity_probe(
         self,
@@ -233,7 +270,7 @@ class TrainingActors:
             self.rollout_workers[0].generate.remote(prompts, 1, max_new_tokens, temperature, seeds, top_p)
         )
         batch = make_batch(rollouts, torch.zeros(len(rollouts)))
-        learner = ray.get([lr.logprobs.remote(batch) for lr in self.learners])[0]  # all ranks (FSDP)
+        learner = self.learners.all("logprobs", batch)[0]  # every rank takes part (FSDP)
         return logprob_mismatch(learner, batch.behaviour_logp, batch.response_mask)
 
     def sync_weights(self) -> float:
@@ -245,16 +282,15 @@ class TrainingActors:
         return max(gather_with_restarts(futures, load, self.restarts, "rollout worker"))
 
     def _full_state(self) -> dict[str, torch.Tensor]:
-        # every rank must take part (with FSDP the shards are gathered); rank 0's copy is used
-        return ray.get([lr.state_dict.remote() for lr in self.learners])[0]
+        return self.learners.full_state()
 
     def save(self, path: str) -> None:
-        """Every rank writes its part of a checkpoint into the folder `path` (model, optimiser, RNG)."""
-        ray.get([lr.save.remote(path) for lr in self.learners])
+        """Every learner rank writes its part of a checkpoint into the folder `path`."""
+        self.learners.save(path)
 
     def load(self, path: str) -> None:
-        """Every rank restores its part from the checkpoint folder `path` (as written by `save`)."""
-        ray.get([lr.load.remote(path) for lr in self.learners])
+        """Every learner rank restores its part from the checkpoint folder `path`."""
+        self.learners.load(path)
 
     def status_counts(self) -> dict[str, int]:
         """Verifier statuses counted since the start, summed over the verifier workers."""
@@ -266,7 +302,7 @@ class TrainingActors:
 
     def shutdown(self) -> None:
         """Closes the process groups and verifier pools, then kills every actor of the run."""
-        ray.get([lr.close.remote() for lr in self.learners])
+        self.learners.close()
         ray.get([w.close.remote() for w in self.verifier_workers])
-        for actor in [*self.learners, *self.rollout_workers, *self.verifier_workers]:
+        for actor in [*self.rollout_workers, *self.verifier_workers]:
             ray.kill(actor)

@@ -279,3 +279,13 @@ def loss_metrics(sums: dict[str, Tensor]) -> dict[str, float]:
     """Token sums from `ppo_loss` (accumulated over micro-batches and ranks) → per-token fractions/means."""
     tokens = max(float(sums["tokens"]), 1.0)
     return {name: float(value) / tokens for name, value in sums.items() if name != "tokens"}
+
+
+def sft_loss(logp: Tensor, weight: Tensor, normaliser: float | Tensor) -> Tensor:
+    """Supervised loss Σ_t w_t · (−log p_t) / normaliser over this micro-batch's target tokens.
+
+    logp and weight: (N,) the log-probs of the target tokens and their weights; normaliser: Σ w over the whole
+    step (every micro-batch and rank), so micro-batch losses add up to the step's loss. With w_t = 1 this is
+    the token mean; with w_t = 1 / |turn(t)| it is the Megrez2 report's turn-level loss (§4.2.1): each
+    turn's token mean, then the mean over the step's turns, L = (1/N_turns) Σ_j (1/|j|) Σ_{t∈j} −log p_t."""
+    return -(weight * logp).sum() / normaliser

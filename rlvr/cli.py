@@ -69,8 +69,10 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from rlvr.sft import run_sft
 
     config = load_recipe(args.recipe, args.overrides)
-    if config.sft.steps == 0:
-        raise RecipeError("sft.steps is 0: set it in the recipe or as an override (sft.steps=300)")
+    if not config.sft.enabled:
+        raise RecipeError(
+            "sft.epochs and sft.steps are 0: set one in the recipe or as an override (sft.epochs=2)"
+        )
     out = run_sft(config)
     print(f"done: {out} (model, tokenizer, metrics.jsonl); train from it with model.path={out}")
     return 0
@@ -89,9 +91,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise RecipeError(str(exc)) from None
     _check_verifiers(verifier, {r.verifier for r in rows if r.verifier})
+    if args.temperature == 0 and args.k != 1:
+        print(
+            f"--temperature 0 is greedy decoding: one sample per prompt (not --k {args.k})", file=sys.stderr
+        )
     with local_sampler(checkpoint, engine, verifier, prompt=_prompt_flags(prompt, args)) as sampler:
         seeds = prompt_seeds(args.seed, "eval", 0, len(rows))
-        result = evaluate(rows, sampler, args.k, max_new, seeds)
+        result = evaluate(rows, sampler, args.k, max_new, seeds, temperature=args.temperature)
     result.update(checkpoint=str(checkpoint), data=str(args.data))
     print(json.dumps(result))
     if args.out:
@@ -118,11 +124,11 @@ def _eval_target(args: argparse.Namespace) -> tuple[Any, str, int, str, PromptCo
         config = load_recipe(target, args.overrides)
         from rlvr.sft import sft_dir
 
-        if not config.model.path and not config.sft.steps:
+        if not config.model.path and not config.sft.enabled:
             raise RecipeError(
                 f"{target} trains from model.preset (no model.path, no sft stage): nothing to load"
             )
-        checkpoint = Path(config.model.path) if config.model.path else sft_dir(config)
+        checkpoint = sft_dir(config) if config.sft.enabled else Path(config.model.path)
         verifier = args.verifier or config.verifier.name
         max_new = args.max_new_tokens or config.rollout.max_new_tokens
         engine, prompt = args.engine or config.rollout.engine, config.data.prompt
@@ -161,6 +167,14 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     print(
         f"{malformed} malformed source rows dropped; every drop by stage, source and reason in data_card.md"
     )
+    return 0
+
+
+def cmd_data_sft(args: argparse.Namespace) -> int:
+    from rlvr.data.sft_set import SFTDataConfig, build_sft_set, summary
+
+    config = load_recipe(args.recipe, args.overrides, schema=SFTDataConfig)
+    print(summary(build_sft_set(config)))
     return 0
 
 
@@ -246,7 +260,9 @@ def _add_recipe_commands(commands: Any) -> None:
 
 
 def _add_eval_command(commands: Any) -> None:
-    evaluate = commands.add_parser("eval", help="pass@1 and pass@k of a checkpoint (or a recipe's model)")
+    evaluate = commands.add_parser(
+        "eval", help="pass@1, pass@k and maj@k of a checkpoint (or a recipe's model)"
+    )
     evaluate.add_argument("target", help="checkpoint folder, or a recipe (uses its SFT/model checkpoint)")
     evaluate.add_argument("overrides", nargs="*", help="dotted overrides for a recipe target")
     evaluate.add_argument(
@@ -257,7 +273,13 @@ def _add_eval_command(commands: Any) -> None:
     evaluate.add_argument(
         "--engine", choices=["vllm", "torch"], help="rollout engine; default the recipe's, else vllm"
     )
-    evaluate.add_argument("--k", type=_positive(int), default=4, help="samples per prompt at temperature 1.0")
+    evaluate.add_argument("--k", type=_positive(int), default=4, help="samples per prompt (pass@k, maj@k)")
+    evaluate.add_argument(
+        "--temperature",
+        type=_not_negative(float),
+        default=1.0,
+        help="sampling temperature; 0 is greedy decoding, one sample per prompt (k = 1)",
+    )
     evaluate.add_argument(
         "--verifier", help="verifier for rows that name none; default the recipe's, else math"
     )
@@ -277,7 +299,7 @@ def _add_eval_command(commands: Any) -> None:
 
 
 def _add_tool_commands(commands: Any) -> None:
-    """verify, plot and data build."""
+    """verify, show, plot, data build and data sft."""
     verify = commands.add_parser("verify", help="verify one response against a reference answer")
     verify.add_argument("response", help="the model's response text ('-' reads standard input)")
     verify.add_argument("--reference", required=True, help="the gold answer")
@@ -306,6 +328,10 @@ def _add_tool_commands(commands: Any) -> None:
     build.add_argument("recipe", help="YAML data recipe, e.g. recipes/data.yaml")
     build.add_argument("overrides", nargs="*", help="dotted overrides such as difficulty.k=4")
     build.set_defaults(func=cmd_data_build)
+    sft = data.add_parser("sft", help="build the SFT set: worked solutions as chat, with a data card")
+    sft.add_argument("recipe", help="YAML SFT data recipe, e.g. recipes/smollm2-sft-data.yaml")
+    sft.add_argument("overrides", nargs="*", help="dotted overrides such as two_problem_conversations=0")
+    sft.set_defaults(func=cmd_data_sft)
     _add_model_commands(commands)
 
 
@@ -324,11 +350,19 @@ def _add_model_commands(commands: Any) -> None:
 
 def _positive(kind: type) -> Any:
     """An argparse type: a number of `kind` above 0."""
+    return _number(kind, lambda value: value > 0, "must be above 0")
 
+
+def _not_negative(kind: type) -> Any:
+    """An argparse type: a number of `kind` at or above 0."""
+    return _number(kind, lambda value: value >= 0, "must be 0 or above")
+
+
+def _number(kind: type, ok: Any, requirement: str) -> Any:
     def parse(text: str) -> Any:
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        if not ok(value):  # NaN fails every comparison, so it is refused too
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its message

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import types
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from rlvr.config_text import compact, describe_error
 
 
 class RecipeError(ValueError):
@@ -314,14 +315,44 @@ class OptimConfig(Section):
 
 
 class SFTConfig(Section):
-    steps: int = Field(0, ge=0, description="supervised warm-start steps before RL (`rlvr sft`); 0 skips it")
-    data: str = Field(
-        "task://arithmetic?n=20000&seed=7", description="worked solutions: prompt file or task://"
+    """Supervised fine-tuning before RL, as the Megrez2 report does it (§4.2.1): samples packed into rows of
+    `seq_len` (mutually invisible, positions reset), a turn-level loss, epochs, cosine schedule."""
+
+    epochs: float = Field(
+        0, ge=0, description="passes over the SFT data (the report: 2); 0 with steps 0 skips SFT"
     )
-    batch_size: int = Field(64, ge=1, description="sequences per SFT step")
-    lr: float = Field(3e-3, gt=0, description="AdamW learning rate (linear decay to 10%)")
+    steps: int = Field(
+        0, ge=0, description="optimiser steps; with epochs > 0 a cap on them; 0 with epochs 0 skips SFT"
+    )
+    data: str = Field(
+        "task://arithmetic?n=20000&seed=7",
+        description="conversations (JSON Lines of {messages: [...]}) or a prompt set with worked solutions",
+    )
+    batch_tokens: int = Field(8192, ge=1, description="tokens per optimiser step (whole samples up to this)")
+    seq_len: int = Field(2048, ge=2, description="tokens per packed row; a longer sample is `overlong`")
+    packing: bool = Field(True, description="several samples per row (best fit); false: one sample a row")
+    loss: Literal["turn", "token"] = Field(
+        "turn",
+        description="turn: each assistant turn's token mean, then the mean over turns; token: token mean",
+    )
+    overlong: Literal["drop", "truncate"] = Field("drop", description="a sample longer than seq_len")
+    micro_batch_tokens: int = Field(4096, ge=1, description="row tokens per forward/backward")
+    lr: float = Field(3e-3, gt=0, description="AdamW peak learning rate")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine schedule's final lr / peak lr")
     warmup_steps: int = Field(20, ge=0, description="linear warm-up steps")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.95), description="AdamW betas, each in [0, 1)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="max global grad norm")
+    heldout: int = Field(0, ge=0, description="samples held out of sft.data for the held-out SFT loss")
+    eval_every: int = Field(
+        0, ge=0, description="held-out SFT loss every k steps (and at the end); 0: end only"
+    )
+    save_every: int = Field(0, ge=0, description="checkpoint every k steps for resume; 0: only the result")
     log_every: int = Field(50, ge=1, description="SFT log interval in steps")
+
+    @property
+    def enabled(self) -> bool:
+        return self.epochs > 0 or self.steps > 0
 
 
 class TrainerConfig(Section):
@@ -419,13 +450,9 @@ class RecipeConfig(Section):
         """The resolved config, one line per section."""
         lines = []
         for section, values in self.to_dict().items():
-            fields = " ".join(f"{k}={_compact(v)}" for k, v in values.items())
+            fields = " ".join(f"{k}={compact(v)}" for k, v in values.items())
             lines.append(f"{section + ':':<11}{fields}")
         return "\n".join(lines)
-
-
-def _compact(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
 
 
 # ---------------------------------------------------------------- loading and overrides
@@ -482,113 +509,3 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe", schema: type[An
     except ValidationError as exc:
         problems = [describe_error(schema, err) for err in exc.errors()]
         raise RecipeError(f"{source}: {len(problems)} problem(s)\n  " + "\n  ".join(problems)) from None
-
-
-# ---------------------------------------------------------------- error messages
-
-
-def describe_error(root: type[BaseModel], err: Any) -> str:
-    """One line per pydantic error: the dotted key path, the value, and what is allowed."""
-    loc = [str(p) for p in err["loc"]]
-    key = ".".join(loc) or "<root>"
-    kind, value = err["type"], err.get("input")
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(root, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.5)
-        hint = f"; did you mean {'.'.join([*loc[:-1], close[0]])!r}?" if close else ""
-        return f"unknown key {key!r}{hint} (allowed here: {', '.join(allowed)})"
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    if kind == "literal_error":
-        allowed = list(typing.get_args(_annotation(root, loc)))
-        allowed = [a for a in allowed if a is not None] or allowed
-        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{key}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}{hint}"
-    if kind == "value_error":  # a check across sections names its fields itself
-        message = err["msg"].removeprefix("Value error, ")
-        return message if not loc else f"{key}: {message}"
-    if kind in _RANGE_ERRORS:  # the type is right, the value is out of range: "must be greater than ..."
-        return f"{key}: got {value!r}; {err['msg'].replace('Input should', 'must')}"
-    expected = _type_name(_annotation(root, loc))
-    return f"{key}: got {value!r} ({type(value).__name__}); expected {expected} — {err['msg']}"
-
-
-_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"}
-_RANGE_ERRORS |= {"too_short", "too_long", "finite_number"}
-
-
-def _walk(root: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None, Any]:
-    """Follow `loc` through nested sections; returns (section model, annotation of the last key)."""
-    model: type[BaseModel] | None = root
-    annotation: Any = root
-    for part in loc:
-        items = typing.get_args(_strip_optional(annotation))
-        if part.isdigit() and typing.get_origin(_strip_optional(annotation)) is list and items:
-            annotation = items[0]  # an item of a list of sections: `sources.0.adapter`
-        elif model is None or part not in model.model_fields:
-            return None, annotation
-        else:
-            annotation = model.model_fields[part].annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return model, annotation
-
-
-def _allowed_keys(root: type[BaseModel], section_loc: list[str]) -> list[str]:
-    model, _ = _walk(root, section_loc)
-    return list(model.model_fields) if model else []
-
-
-def _annotation(root: type[BaseModel], loc: list[str]) -> Any:
-    # Errors inside a union point one level deeper (['model', 'preset', 'literal[...]']); _walk stops at
-    # the last real field, which is the one whose annotation we want.
-    _, annotation = _walk(root, loc)
-    return None if annotation is root else _strip_optional(annotation)
-
-
-def _strip_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
-
-
-def _type_name(annotation: Any) -> str:
-    if annotation is None:
-        return "a valid value"
-    if typing.get_origin(annotation) is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(annotation))
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
-
-
-# ---------------------------------------------------------------- documentation
-
-
-def reference_markdown(schema: type[BaseModel] | None = None) -> str:
-    """A recipe reference table generated from the config classes (`make docs` writes docs/recipes.md; a test
-    keeps it in sync): the training recipe's by default, or another schema's (the dataset builder's)."""
-    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-
-    def rows(model: type[BaseModel], prefix: str) -> None:
-        for key, field_info in model.model_fields.items():
-            annotation = _strip_optional(field_info.annotation)
-            item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                rows(annotation, f"{prefix}{key}.")
-                continue
-            if isinstance(item, type) and issubclass(item, BaseModel):
-                rows(item, f"{prefix}{key}[].")
-                continue
-            default = "required" if field_info.is_required() else f"`{_compact(field_info.default)}`"
-            if len(default) > 40:  # long texts (prompt templates): see the source
-                default = "(see `" + model.__module__ + "`)"
-            kind = _type_name(annotation).replace("|", "\\|")
-            if field_info.annotation != annotation:
-                kind += " or null"
-            lines.append(f"| `{prefix}{key}` | {kind} | {default} | {field_info.description or ''} |")
-
-    rows(schema or RecipeConfig, "")
-    return "\n".join(lines)

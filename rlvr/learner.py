@@ -23,7 +23,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlvr.algorithm import entropy_from_logits, kl_penalty, loss_metrics, ppo_loss, tis_weights
+from rlvr.algorithm import (
+    entropy_from_logits,
+    kl_penalty,
+    loss_metrics,
+    ppo_loss,
+    sft_loss,
+    tis_weights,
+)
 from rlvr.config import (
     AlgorithmConfig,
     ModelConfig,
@@ -35,9 +42,11 @@ from rlvr.config import (
 )
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, max_violation, token_logprobs
 from rlvr.model.sampling import processed_logits, sampled_logprobs
+from rlvr.optim import adamw
 from rlvr.parallel import DataParallel, free_port, grad_norm
 from rlvr.routing_replay import mismatch_counts, pack_routing, replay_indices, routing_metrics
 from rlvr.seeds import derive_seed
+from rlvr.sft_data import SFTBatch
 from rlvr.threads import use_cores
 from rollout.types import Rollout
 
@@ -90,42 +99,11 @@ def make_batch(rollouts: list[Rollout], advantages: Tensor, pad_token_id: int = 
     return TrainBatch(ids, attention, response, old, placed, old.clone(), routing=routing)
 
 
-@dataclass
-class SFTBatch:
-    """Worked solutions for supervised warm start, right-padded."""
-
-    input_ids: Tensor  # (B, L) prompt + solution + EOS
-    attention_mask: Tensor  # (B, L) 1 = real token
-    loss_mask: Tensor  # (B, L-1) 1 where the predicted token is a solution token (or the EOS)
-
-    def rows(self, index: Tensor) -> SFTBatch:
-        return SFTBatch(self.input_ids[index], self.attention_mask[index], self.loss_mask[index])
-
-
 def model_config_for(recipe: RecipeConfig) -> Megrez2Config:
     """The model a recipe trains: its checkpoint's config.json, else its preset."""
     if recipe.model.path:
         return Megrez2Config.from_json(Path(recipe.model.path) / "config.json")
     return Megrez2Config.preset(recipe.model.preset or "tiny")
-
-
-def adamw(
-    model: torch.nn.Module,
-    lr: float,
-    betas: tuple[float, float],
-    weight_decay: float,
-    warmup_steps: int,
-    decay_steps: int = 0,
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW with a linear warm-up over `warmup_steps`, then constant, or with `decay_steps` a linear decay to
-    10% of `lr` over that many steps (SFT's schedule)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
-
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-        return warm * (max(0.1, 1 - step / decay_steps) if decay_steps else 1.0)
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @dataclass(frozen=True)
@@ -418,37 +396,54 @@ class Learner:
             sums["outside_nucleus"] = (micro.response_mask.bool() & ~mask).sum().float()
         return loss, sums
 
-    def start_sft(self, sft: SFTConfig) -> None:
-        """Switches the optimiser to supervised warm start: AdamW (β 0.9/0.95) at `sft.lr`, warm-up, then a
-        linear decay to 10% over `sft.steps`. Call before the first `sft_step`."""
+    def start_sft(self, sft: SFTConfig, total_steps: int) -> None:
+        """Switches the optimiser to supervised fine-tuning: AdamW with `sft`'s lr, betas and weight decay, a
+        linear warm-up, then cosine decay to `sft.min_lr_ratio` at `total_steps`. Call before `sft_step`."""
+        self.sft = sft
         self.optimizer, self.scheduler = adamw(
-            self.model, sft.lr, (0.9, 0.95), 0.0, sft.warmup_steps, sft.steps
+            self.model, sft.lr, sft.betas, sft.weight_decay, sft.warmup_steps, total_steps, sft.min_lr_ratio
         )
 
     def sft_step(self, batch: SFTBatch) -> dict[str, float]:
-        """One supervised step on this rank's shard: the token mean of −log p over the solution tokens of the
-        global batch (summed over ranks), clipped at norm 1. Returns the global loss and the lr."""
-        batch = SFTBatch(
-            *(t.to(self.device) for t in (batch.input_ids, batch.attention_mask, batch.loss_mask))
-        )
+        """One supervised step on this rank's rows: `sft_loss` normalised by the step's Σ weight over every
+        rank (the turn or token count), clipped at `sft.grad_clip`. Returns the global loss, lr, grad norm."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        tokens = self.parallel.sum(batch.loss_mask.sum().clone()).clamp_min(1.0)
-        loss_sum = torch.zeros(())
-        for rows in torch.arange(len(batch.input_ids)).split(self.spec.algorithm.micro_batch_size):
-            micro = batch.rows(rows)
-            with self._autocast():
-                logits = self.model(micro.input_ids, attention_mask=micro.attention_mask).logits[:, :-1]
-            logp = token_logprobs(logits, micro.input_ids[:, 1:])
-            loss = -torch.where(micro.loss_mask.bool(), logp, 0.0).sum() / tokens
-            loss.backward()
-            loss_sum += loss.detach().cpu()
-        self.parallel.sum_gradients(self.model)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
+        loss = self._sft_loss(batch, train=True)
+        self.parallel.sum_gradients(self.model)  # the loss is already divided by the global weight
+        norm = grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.sft.grad_clip))
+        if math.isfinite(norm):
+            self.optimizer.step()
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
-        return {"loss": float(self.parallel.sum(loss_sum)), "lr": lr}
+        self.steps += 1
+        return {"loss": loss, "lr": lr, "grad_norm": norm}
+
+    @torch.no_grad()
+    def sft_eval(self, batch: SFTBatch) -> float:
+        """The SFT loss of `batch` (this rank's rows of a held-out set) without updating: the global value."""
+        self.model.eval()
+        return self._sft_loss(batch, train=False)
+
+    def _sft_loss(self, batch: SFTBatch, train: bool) -> float:
+        """Forward (and backward when `train`) over micro-batches of about `sft.micro_batch_tokens` row
+        tokens; the LM head runs only where a token is trained on. Returns the loss summed over ranks."""
+        batch = SFTBatch(*(t.to(self.device) for t in vars(batch).values()))
+        normaliser = self.parallel.sum(batch.loss_weight.sum().clone()).clamp_min(1e-12)
+        rows = max(1, self.sft.micro_batch_tokens // batch.input_ids.shape[1])
+        total = torch.zeros((), device=self.device)
+        for index in torch.arange(len(batch)).split(rows):
+            micro = batch.rows(index)
+            at = torch.zeros_like(micro.input_ids, dtype=torch.bool)
+            at[:, :-1] = micro.loss_weight > 0
+            with self._autocast():
+                out = self.model(micro.input_ids, document_ids=micro.document_ids, logits_at=at)
+            logp = token_logprobs(out.logits, micro.input_ids[:, 1:][at[:, :-1]])
+            loss = sft_loss(logp, micro.loss_weight[at[:, :-1]], normaliser)
+            if train and out.logits.requires_grad:
+                loss.backward()
+            total += loss.detach()
+        return float(self.parallel.sum(total))
 
     def state_dict(self) -> dict[str, Tensor]:
         """Full weights for the rollout side (CPU tensors, official parameter names). With FSDP this gathers

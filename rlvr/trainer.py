@@ -31,7 +31,7 @@ from rlvr.metrics import MetricsLog, Timer, rollout_metrics
 from rlvr.restarts import WorkerFailures
 from rlvr.sampler import PromptFormat, Sampler, SamplingSettings, ScoredRollout
 from rlvr.seeds import derive_seed, prompt_seeds
-from rlvr.sft import run_sft, sft_dir
+from rlvr.sft import is_done, run_sft, sft_dir
 from rlvr.tokenizer import load_tokenizer
 
 
@@ -68,12 +68,12 @@ class PromptStream:
 
 
 def warm_start(recipe: RecipeConfig) -> Path:
-    """The SFT checkpoint RL starts from: `rlvr sft`'s output in the run directory, trained now if missing."""
-    done = sft_dir(recipe) / "sft_done.json"
-    if done.exists() and json.loads(done.read_text()).get("steps") == recipe.sft.steps:
-        print(f"warm start: {sft_dir(recipe)} (already trained)")
+    """The SFT checkpoint RL starts from: `rlvr sft`'s output in the run directory when it was trained on the
+    same data and settings (its fingerprint), else trained now (from `model.path` when the recipe has one)."""
+    if is_done(recipe):
+        print(f"warm start: {sft_dir(recipe)} (already trained on this data and settings)")
         return sft_dir(recipe)
-    print(f"warm start: {recipe.sft.steps} SFT steps on {recipe.sft.data}")
+    print(f"warm start: SFT on {recipe.sft.data}")
     return run_sft(recipe)
 
 
@@ -99,7 +99,7 @@ class Trainer:
         recipe.save(self.run_dir)
         self.owns_ray = ensure_ray(required_resources(recipe)["CPU"])
         check_resources(required_resources(recipe), "lower resources.* / rollout.workers or add nodes")
-        if recipe.sft.steps > 0 and recipe.model.path is None:
+        if recipe.sft.enabled:  # the report's order: SFT, then RL from its checkpoint
             recipe.model.path = str(warm_start(recipe))
         self.tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.path)
         self.format = PromptFormat(self.tokenizer, recipe.data.prompt)

@@ -65,7 +65,10 @@ def test_every_recipe_key_is_read_or_refused(tmp_path: Path) -> None:
     everything = [
         f"run.output_dir={tmp_path / 'run'}",
         "sft.steps=2",
-        "sft.batch_size=4",
+        "sft.batch_tokens=120",
+        "sft.heldout=4",
+        "sft.eval_every=1",
+        "sft.save_every=1",
         "sft.log_every=1",
         "sft.data=task://arithmetic?n=50&seed=7",
         'data.train_files=["task://arithmetic?n=40&seed=1"]',

@@ -10,19 +10,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rlvr.config import load_recipe
 from rlvr.data import read_prompt_file
 from rlvr.data.arithmetic import ArithmeticTask, task_rows
-from rlvr.evaluate import pass_at_k
+from rlvr.data.schema import PromptRow
+from rlvr.evaluate import evaluate, local_sampler, majority_correct, pass_at_k, vote_answer
+from rlvr.sampler import SamplingSettings, ScoredRollout
 from rlvr.sft import run_sft
-from verifiers import get_verifier
+from rollout.types import Rollout
+from verifiers import Result, get_verifier
 
 REPO = Path(__file__).resolve().parents[1]
 RLVR = str(Path(sys.executable).with_name("rlvr"))
 SMALL_SFT = [
     "sft.steps=30",
-    "sft.batch_size=16",
+    "sft.batch_tokens=464",  # about 16 samples of 29 tokens
+    "sft.seq_len=512",
     "sft.log_every=10",
     "sft.data=task://arithmetic?n=500&seed=7",
 ]
@@ -78,11 +83,39 @@ def test_pass_at_k() -> None:
     assert abs(pass_at_k(8, 2, 4) - (1 - 15 / 70)) < 1e-12
 
 
-def test_sft_lowers_the_loss_and_eval_reads_the_checkpoint(tmp_path: Path) -> None:
-    recipe = load_recipe(REPO / "recipes/tiny.yaml", [f"run.output_dir={tmp_path}", *SMALL_SFT])
-    out = run_sft(recipe, log=False)
+def test_majority_vote() -> None:
+    assert not majority_correct(["7", "5", "5"], [True, False, False])  # the majority is wrong
+    assert majority_correct(["5", "7", "7"], [False, True, True])
+    assert not majority_correct(["5", "7"], [False, True]) and majority_correct(["7", "5"], [True, False])
+    assert majority_correct(["7", None, None, "5"], [True, False, False, False])  # no answer, no vote
+    assert not majority_correct([None, None], [True, True]) and not majority_correct([], [])
+    assert majority_correct(["5", "7", "5"], [True, False, False])  # the answer's first sample's verdict
+    with pytest.raises(ValueError, match="2 answers but 1 verdicts"):
+        majority_correct(["5", "7"], [True])
+
+
+def test_a_sample_votes_for_its_extracted_answer_normalised() -> None:
+    def scored(text: str, extracted: str | None) -> ScoredRollout:
+        row = PromptRow("p", "1/2 = ?", "1/2")
+        result = Result(False, -1.0, "wrong", extracted)
+        return ScoredRollout(row, Rollout(0, 0, [1], [2], [0.0], "stop"), text, result, "math")
+
+    assert vote_answer(scored(r"so \boxed{0.5}", r"\dfrac12")) == vote_answer(scored("", r"\frac{1}{2}"))
+    assert vote_answer(scored(r"first \boxed{1}, then \boxed{ 3 }", None)) == "3"  # a verifier with none
+    assert vote_answer(scored(r"no box \boxed{3", None)) is None
+    assert vote_answer(scored("no answer", None)) is None and vote_answer(scored("", " ")) is None
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sft-run")
+    return run_sft(load_recipe(REPO / "recipes/tiny.yaml", [f"run.output_dir={out}", *SMALL_SFT]), log=False)
+
+
+def test_sft_lowers_the_loss_and_eval_reads_the_checkpoint(sft_run: Path, tmp_path: Path) -> None:
+    out = sft_run
     losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == 3 and losses[-1] < losses[0] * 0.8
+    assert len(losses) == 30 and losses[-1] < losses[0] * 0.8
     assert (out / "config.json").exists() and (out / "rlvr_tokenizer.json").exists()
     result_file = tmp_path / "eval.jsonl"
     done = subprocess.run(
@@ -109,6 +142,43 @@ def test_sft_lowers_the_loss_and_eval_reads_the_checkpoint(tmp_path: Path) -> No
     result = json.loads(result_file.read_text())
     assert result["prompts"] == 6 and 0.0 <= result["pass@1"] <= result["pass@2"] <= 1.0
     assert sum(result["statuses"].values()) == 12
+    assert result["temperature"] == 1.0 and 0.0 <= result["maj@2"] <= result["pass@2"]
+
+
+def argmax_decode(model: torch.nn.Module, prompt: list[int], stops: list[int], max_new: int) -> list[int]:
+    """Greedy decoding the slow way: a full forward pass per token, no cache."""
+    ids = list(prompt)
+    with torch.no_grad():
+        while len(ids) - len(prompt) < max_new and not (len(ids) > len(prompt) and ids[-1] in stops):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt) :]
+
+
+def test_greedy_eval_is_argmax_decoding_and_repeatable(sft_run: Path) -> None:
+    from rlvr.model.megrez2 import Megrez2ForCausalLM
+
+    rows = task_rows("task://arithmetic?n=6&seed=99")
+    with local_sampler(sft_run, "torch", "numeric") as sampler:
+        greedy = SamplingSettings(n=2, max_new_tokens=12, temperature=0.0)
+        scored = sampler.sample(rows, greedy, [1] * 6)
+        again = sampler.sample(rows, greedy, [2] * 6)  # seeds do not matter to argmax decoding
+        results = [evaluate(rows, sampler, 4, 12, [s] * 6, progress=False, temperature=0.0) for s in (1, 2)]
+        prompts = [sampler.prompt_ids(row) for row in rows]
+        stops = sampler.tokenizer.stop_token_ids
+        with pytest.raises(ValueError, match="temperature must be >= 0"):
+            evaluate(rows, sampler, 4, 12, temperature=-0.5)
+    assert [s.rollout.response_ids for s in scored] == [s.rollout.response_ids for s in again]
+    assert [(s.rollout.prompt_index, s.rollout.sample_index) for s in scored] == [
+        (p, i) for p in range(6) for i in range(2)
+    ]
+    model = Megrez2ForCausalLM.from_pretrained(sft_run).eval()
+    for s in scored:
+        expected = argmax_decode(model, prompts[s.rollout.prompt_index], stops, 12)
+        assert s.rollout.response_ids == expected
+    first, second = ({k: v for k, v in r.items() if k != "seconds"} for r in results)
+    assert first == second and first["k"] == 1 and first["temperature"] == 0.0
+    accuracy = sum(s.result.correct for s in scored[::2]) / 6
+    assert first["pass@1"] == first["maj@1"] == accuracy and sum(first["statuses"].values()) == 6
 
 
 def test_sft_refuses_a_recipe_without_steps() -> None:
