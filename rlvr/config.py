@@ -328,7 +328,9 @@ class SFTConfig(Section):
         "task://arithmetic?n=20000&seed=7",
         description="conversations (JSON Lines of {messages: [...]}) or a prompt set with worked solutions",
     )
-    batch_tokens: int = Field(8192, ge=1, description="tokens per optimiser step (whole samples up to this)")
+    batch_tokens: int = Field(
+        8192, ge=1, description="tokens per optimiser step: batch_tokens // seq_len rows of packed samples"
+    )
     seq_len: int = Field(2048, ge=2, description="tokens per packed row; a longer sample is `overlong`")
     packing: bool = Field(True, description="several samples per row (best fit); false: one sample a row")
     loss: Literal["turn", "token"] = Field(

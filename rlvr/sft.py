@@ -97,11 +97,15 @@ def fingerprint(recipe: RecipeConfig) -> str:
         with data.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-    for part in (recipe.sft.model_dump(mode="json"), recipe.data.prompt.model_dump(mode="json")):
+    else:  # task://...
+        h.update(recipe.sft.data.encode())
+    settings = recipe.sft.model_dump(mode="json", exclude={"data"})  # the data counts by its bytes, not path
+    for part in (settings, recipe.data.prompt.model_dump(mode="json")):
         h.update(json.dumps(part, sort_keys=True).encode())
-    h.update(f"{recipe.model.path}|{recipe.model.preset}|{recipe.run.seed}".encode())
-    if recipe.model.path and (Path(recipe.model.path) / "config.json").is_file():
-        h.update((Path(recipe.model.path) / "config.json").read_bytes())
+    model, tokenizer = (Path(p).resolve() if p else None for p in (recipe.model.path, recipe.model.tokenizer))
+    h.update(f"{model}|{recipe.model.preset}|{tokenizer}|{recipe.run.seed}".encode())
+    if model and (model / "config.json").is_file():
+        h.update((model / "config.json").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -118,7 +122,7 @@ def schedule(data: SFTData, recipe: RecipeConfig) -> list[tuple[int, list[int]]]
     steps: list[tuple[int, list[int]]] = []
     epoch = 0
     while (cfg.epochs and epoch < cfg.epochs) or (not cfg.epochs and len(steps) < cfg.steps):
-        part = epoch_steps(lengths, cfg.batch_tokens, derive_seed(recipe.run.seed, "sft", epoch))
+        part = epoch_steps(lengths, cfg.batch_tokens, cfg.seq_len, derive_seed(recipe.run.seed, "sft", epoch))
         if cfg.epochs and epoch + 1 > cfg.epochs:
             part = part[: max(1, round(len(part) * (cfg.epochs - epoch)))]
         steps += [(epoch, s) for s in part]
@@ -147,7 +151,7 @@ def heldout_loss(group: LearnerGroup, data: SFTData, recipe: RecipeConfig, pad_i
         return None
     cfg, total, weight = recipe.sft, 0.0, 0.0
     lengths = [len(s) for s in data.heldout]
-    for index in epoch_steps(lengths, cfg.batch_tokens, 0):
+    for index in epoch_steps(lengths, cfg.batch_tokens, cfg.seq_len, 0):
         batch = lay_out([data.heldout[i] for i in index], cfg.seq_len, cfg.packing, cfg.loss, pad_id)
         w = float(batch.loss_weight.sum())
         total += group.step("sft_eval", pad_rows(batch, len(group))) * w

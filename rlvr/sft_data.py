@@ -6,9 +6,9 @@ template, samples packed into fixed-length rows, a loss weight per token for the
     prompt-set rows        the prompt schema (`rlvr.data`): the prompt as training formats it, then the
                            worked solution (`meta.solution`, else the answer) as the one assistant turn
 
-A sample is (token ids, the turn each target token belongs to). `epoch_steps` cuts an epoch into optimiser
-steps of about `batch_tokens` tokens; `lay_out` lays a step's samples into rows: packed (best-fit decreasing
-into rows of `seq_len`, a document id per token so no sample sees another) or padded (one sample a row).
+A sample is (token ids, the turn each target token belongs to). `epoch_steps` packs an epoch best-fit into
+rows of `seq_len` and cuts it into optimiser steps of `batch_tokens // seq_len` rows; `lay_out` lays a step's
+samples into rows: packed (a document id per token so no sample sees another) or padded (one sample a row).
 Both give the learner the same samples with the same weights, so they make the same update.
 """
 
@@ -231,20 +231,17 @@ def rows_batch(
     return SFTBatch(ids, docs, weight[:, 1:])
 
 
-def epoch_steps(lengths: Sequence[int], batch_tokens: int, seed: int) -> list[list[int]]:
-    """One epoch's optimiser steps as sample indices: every sample once, in a seeded order, cut into steps
-    of at most `batch_tokens` tokens (a longer sample is a step of its own)."""
+def epoch_steps(lengths: Sequence[int], batch_tokens: int, seq_len: int, seed: int) -> list[list[int]]:
+    """One epoch's optimiser steps as sample indices: every sample once. The epoch is packed best-fit into
+    rows of `seq_len` (so rows are nearly full), the rows are put in a seeded order, and each step takes
+    `batch_tokens // seq_len` of them (at least one). Every length must be ≤ seq_len."""
     order = list(range(len(lengths)))
-    random.Random(seed).shuffle(order)
-    steps: list[list[int]] = [[]]
-    used = 0
-    for i in order:
-        if steps[-1] and used + lengths[i] > batch_tokens:
-            steps.append([])
-            used = 0
-        steps[-1].append(i)
-        used += lengths[i]
-    return steps if steps[0] else []
+    rng = random.Random(seed)
+    rng.shuffle(order)  # ties in length are broken by this order, so each epoch's rows differ
+    rows = [[order[i] for i in b] for b in best_fit([lengths[i] for i in order], seq_len)]
+    rng.shuffle(rows)
+    per_step = max(1, batch_tokens // seq_len)
+    return [sum(rows[i : i + per_step], []) for i in range(0, len(rows), per_step)]
 
 
 def lay_out(

@@ -125,9 +125,11 @@ def runtime_env(working_dir: str | Path = ".") -> dict[str, Any]:
     return env
 
 
-def entrypoint(recipe: str, overrides: Sequence[str]) -> str:
-    """The shell command the job runs on the cluster."""
-    return shlex.join(["rlvr", "train", recipe, *overrides])
+def entrypoint(recipe: str, overrides: Sequence[str], command: str = "train") -> str:
+    """The shell command the job runs on the cluster: `rlvr train` (or `rlvr sft`) RECIPE OVERRIDES."""
+    if command not in ("train", "sft"):
+        raise ValueError(f"a job runs `rlvr train` or `rlvr sft`, not {command!r}")
+    return shlex.join(["rlvr", command, recipe, *overrides])
 
 
 def local_token() -> str | None:
@@ -312,15 +314,17 @@ def submit(
     address: str | None = None,
     wait: bool = True,
     working_dir: str | Path = ".",
+    command: str = "train",
 ) -> int:
-    """Submit `rlvr train RECIPE OVERRIDES` as a Ray job; with `wait`, stream logs, 0 iff it SUCCEEDED."""
+    """Submit `rlvr train RECIPE OVERRIDES` (or `rlvr sft`) as a Ray job; with `wait`, stream logs, 0 iff it
+    SUCCEEDED."""
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobStatus
 
     address = address or default_address()
     _, recipe_rel, job_overrides = job_arguments(recipe, overrides, address, working_dir)
     client = connect(address)
-    command = entrypoint(recipe_rel, job_overrides)
+    command = entrypoint(recipe_rel, job_overrides, command)
     _quiet_packaging_logs()
     print(
         f"uploading {Path(working_dir).resolve()} (without {', '.join(EXCLUDES)}; "

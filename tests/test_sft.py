@@ -13,7 +13,7 @@ import torch
 from rlvr.algorithm import sft_loss
 from rlvr.config import RecipeError, SFTConfig, load_recipe
 from rlvr.learner import Learner, LearnerSpec
-from rlvr.model.attention import document_positions
+from rlvr.model.attention import document_positions, document_segments, packed_attention
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.model.sampling import token_logprobs
 from rlvr.optim import lr_factor
@@ -74,14 +74,25 @@ def test_a_packed_sample_scores_as_if_alone_fp64() -> None:
     assert float((plain - packed).abs().max()) > 1e-3
 
 
-def test_positions_restart_per_sample_and_the_mask_is_block_causal() -> None:
-    docs = torch.tensor([[0, 0, 0, 1, 1, 2, -1, -1]])
-    assert document_positions(docs).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1]]
-    from rlvr.model.attention import document_mask
-
-    mask = document_mask(docs)[0, 0]
-    assert mask[4].tolist() == [False, False, False, True, True, False, False, False]
-    assert mask[6].tolist() == [False] * 6 + [True, False]  # padding sees itself only
+def test_positions_restart_per_sample_and_attention_runs_per_sample() -> None:
+    docs = torch.tensor([[0, 0, 0, 1, 1, 2, -1, -1], [0, 0, 0, 0, 0, 0, 0, 1]])
+    assert document_positions(docs).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1], [0, 1, 2, 3, 4, 5, 6, 0]]
+    segments = document_segments(docs)
+    assert segments == [
+        [(0, 3, True), (3, 5, True), (5, 6, True), (6, 8, False)],
+        [(0, 7, True), (7, 8, True)],
+    ]
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 8, 16, dtype=torch.float64) for _ in range(3))
+    out = packed_attention(q, k[:, :2], v[:, :2], segments, 0.25)  # grouped-query: 4 heads on 2 kv heads
+    kv = k[:, :2].repeat_interleave(2, 1), v[:, :2].repeat_interleave(2, 1)
+    same = docs[:, :, None] == docs[:, None, :]
+    mask = (same & torch.ones(8, 8, dtype=torch.bool).tril())[:, None]
+    mask = mask | torch.eye(8, dtype=torch.bool)  # the masked reference needs a key for padding queries
+    reference = torch.nn.functional.scaled_dot_product_attention(q, *kv, attn_mask=mask, scale=0.25)
+    real = (docs >= 0)[:, None, :, None]
+    assert torch.allclose(torch.where(real, out, 0), torch.where(real, reference, 0), atol=1e-12)
+    assert not out[0, :, 6:].any()  # padding gives zeros
 
 
 def test_best_fit_packs_every_sample_once_within_capacity() -> None:
@@ -91,10 +102,11 @@ def test_best_fit_packs_every_sample_once_within_capacity() -> None:
     assert sorted(i for b in bins for i in b) == list(range(300))
     assert all(sum(lengths[i] for i in b) <= 128 for b in bins)
     assert len(bins) <= 1.1 * sum(lengths) / 128 + 1  # near the lower bound
-    steps = epoch_steps(lengths, 1000, seed=3)
+    steps = epoch_steps(lengths, 1024, 128, seed=3)
     assert sorted(i for s in steps for i in s) == list(range(300))
-    assert all(sum(lengths[i] for i in s) <= 1000 for s in steps)
-    assert steps != epoch_steps(lengths, 1000, seed=4)  # each epoch its own order
+    assert all(sum(lengths[i] for i in s) <= 1024 for s in steps)
+    assert len(steps) == -(-len(bins) // 8)  # 8 nearly full rows a step
+    assert steps != epoch_steps(lengths, 1024, 128, seed=4)  # each epoch its own order
 
 
 def test_turn_and_token_losses_follow_their_formulas() -> None:

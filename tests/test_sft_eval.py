@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 RLVR = str(Path(sys.executable).with_name("rlvr"))
 SMALL_SFT = [
     "sft.steps=30",
-    "sft.batch_tokens=464",  # about 16 samples of 29 tokens
+    "sft.batch_tokens=512",  # one row: about 17 samples of 29 tokens
     "sft.seq_len=512",
     "sft.log_every=10",
     "sft.data=task://arithmetic?n=500&seed=7",

@@ -101,6 +101,9 @@ class Context:
     cache: KVCache | None
     replay_LTK: Tensor | None  # (L, B*T, K) fixed experts per MoE layer (routing replay)
     first_moe_layer: int
+    # packed rows: per row, its runs (start, end, is_sample) in order; each sample attends causally to
+    # itself only, padding runs give zeros (never used)
+    segments: list[list[tuple[int, int, bool]]] | None = None
 
     def replay(self, layer_id: int) -> Tensor | None:
         return None if self.replay_LTK is None else self.replay_LTK[layer_id - self.first_moe_layer]
@@ -129,7 +132,9 @@ class Attention(nn.Module):
             k, v = ctx.cache.store(layer_id, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)
         scale = 1.0 / math.sqrt(self.head_dim)
-        if ctx.attn_mask is None:
+        if ctx.segments is not None:
+            out = packed_attention(q, k, v, ctx.segments, scale)
+        elif ctx.attn_mask is None:
             gqa = self.n_heads != self.n_kv_heads
             out = F.scaled_dot_product_attention(
                 q, k, v, is_causal=ctx.is_causal, scale=scale, enable_gqa=gqa
@@ -139,6 +144,39 @@ class Attention(nn.Module):
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.attn_mask, scale=scale)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+def packed_attention(
+    q_BHTd: Tensor, k_BHTd: Tensor, v_BHTd: Tensor, segments: list[list[tuple[int, int, bool]]], scale: float
+) -> Tensor:
+    """Causal attention within each sample of packed rows: SDPA's fused causal kernel per sample, so the cost
+    is Σ length² rather than T² per row and no mask is built. Padding runs give zeros."""
+    gqa = q_BHTd.shape[1] != k_BHTd.shape[1]
+    rows = []
+    for b, runs in enumerate(segments):
+        parts = []
+        for start, end, is_sample in runs:
+            q = q_BHTd[b : b + 1, :, start:end]
+            if not is_sample:
+                parts.append(torch.zeros_like(q))
+                continue
+            k, v = k_BHTd[b : b + 1, :, start:end], v_BHTd[b : b + 1, :, start:end]
+            parts.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa))
+        rows.append(torch.cat(parts, dim=2))
+    return torch.cat(rows)
+
+
+def document_segments(doc_BT: Tensor) -> list[list[tuple[int, int, bool]]]:
+    """Per row, the runs of equal document id as (start, end, is a sample): −1 runs are padding."""
+    out = []
+    for row in doc_BT.tolist():
+        runs, start = [], 0
+        for t in range(1, len(row) + 1):
+            if t == len(row) or row[t] != row[start]:
+                runs.append((start, t, row[start] >= 0))
+                start = t
+        out.append(runs)
+    return out
 
 
 def build_attention_mask(
@@ -173,15 +211,3 @@ def document_positions(doc_BT: Tensor) -> Tensor:
     starts[:, 1:] = doc_BT[:, 1:] != doc_BT[:, :-1]
     run_start = torch.where(starts, t, 0).cummax(dim=1).values
     return t - run_start
-
-
-def document_mask(doc_BT: Tensor) -> Tensor:
-    """(B, 1, T, T) bool attention mask of packed rows: causal within a sample, nothing across samples.
-
-    Query q may attend to key k ≤ q when both carry the same document id (not −1, padding). A padding query
-    sees itself only, so no softmax row is empty (its output is never used)."""
-    T = doc_BT.shape[1]
-    same = (doc_BT[:, :, None] == doc_BT[:, None, :]) & (doc_BT[:, None, :] >= 0)
-    causal = torch.ones(T, T, dtype=torch.bool, device=doc_BT.device).tril()
-    eye = torch.eye(T, dtype=torch.bool, device=doc_BT.device)
-    return ((same & causal) | eye)[:, None]

@@ -39,8 +39,8 @@ from rlvr.model.attention import (
     KVCache,
     RMSNorm,
     build_attention_mask,
-    document_mask,
     document_positions,
+    document_segments,
     rope_cos_sin,
 )
 from rlvr.model.checkpoint import load_checkpoint, save_pretrained
@@ -368,7 +368,8 @@ class Megrez2ForCausalLM(nn.Module):
         if document_ids is not None:  # packed samples: block-diagonal causal mask, positions per sample
             doc = document_ids.to(input_ids.device)
             cos, sin = rope_cos_sin(document_positions(doc), self.config.head_dim, self.config.rope_theta)
-            return Context(cos, sin, document_mask(doc), False, None, replay_LTK, first_moe), doc >= 0
+            segments = document_segments(doc)
+            return Context(cos, sin, None, False, None, replay_LTK, first_moe, segments), doc >= 0
         valid_BT = (
             None if attention_mask is None else attention_mask.to(device=input_ids.device, dtype=torch.bool)
         )
