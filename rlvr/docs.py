@@ -8,6 +8,7 @@ from pathlib import Path
 from rlvr.config import RecipeConfig
 from rlvr.config_text import reference_markdown
 from rlvr.data.build import DataBuildConfig
+from rlvr.data.sft_set import SFTDataConfig
 
 RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
 
@@ -16,9 +17,10 @@ def recipes_markdown() -> str:
     """The whole of docs/recipes.md."""
     return f"""# Recipe reference
 
-Generated from `rlvr/config.py` and `rlvr/data/build.py` by `make docs`; `tests/test_docs.py` fails when it is
-stale. Every key of a training recipe is read by the code that runs it (a test runs a recipe with every
-feature on and checks), and a key that is not in the schema is refused with the closest name.
+Generated from `rlvr/config.py`, `rlvr/data/build.py` and `rlvr/data/sft_set.py` by `make docs`;
+`tests/test_docs.py` fails when it is stale. Every key of a training recipe is read by the code that runs it
+(a test runs a recipe with every feature on and checks), and a key that is not in the schema is refused with
+the closest name.
 
 ## Training recipe
 
@@ -31,6 +33,12 @@ feature on and checks), and a key that is not in the schema is refused with the 
 `rlvr data build RECIPE` (see [data](data.md)).
 
 {reference_markdown(DataBuildConfig)}
+
+## SFT data recipe
+
+`rlvr data sft RECIPE` (see [data](data.md)).
+
+{reference_markdown(SFTDataConfig)}
 """
 
 
