@@ -36,7 +36,7 @@ IMPORTED = Path("checkpoints/smollm2-megrez2")
 POOL, SFT_SET, RL_SET = Path("data/smollm2_pool"), Path("data/smollm2_sft"), Path("data/smollm2_prompts")
 SAMPLES = 4  # samples per held-out problem at T = 1.0
 MAX_NEW_TOKENS = 160  # the recipe's rollout cap, for every checkpoint alike
-PLOTS = {"reward_vs_step.png": "smollm2_reward.png", "pass_at_1_vs_step.png": "smollm2_pass_at_1.png"}
+PLOTS = {"reward_mean_vs_step.png": "smollm2_reward.png", "pass_at_1_vs_step.png": "smollm2_pass_at_1.png"}
 
 
 def rlvr(*args: str) -> None:
@@ -65,11 +65,13 @@ def as_job(command: str, recipe: str) -> None:
         raise SystemExit(f"the `rlvr {command}` job failed (exit {code})")
 
 
-def timed(minutes: dict[str, float], previous: dict[str, float], name: str, done: bool, stage: Any) -> None:
+def timed(
+    minutes: dict[str, float | None], previous: dict[str, float | None], name: str, done: bool, stage: Any
+) -> None:
     """Runs `stage` unless its output is there (`done`); records its minutes (or the previous run's)."""
     if done:
         print(f"\n== {name}: output present, reused", flush=True)
-        minutes[name] = previous.get(name, 0.0)
+        minutes[name] = previous.get(name)  # None: made before any result file recorded its time
         return
     print(f"\n== {name}", flush=True)
     start = time.perf_counter()
@@ -94,14 +96,33 @@ def evaluate_checkpoint(checkpoint: str, recipe: str, out: str) -> None:
     ) as sampler:
         sampled = evaluate(rows, sampler, SAMPLES, MAX_NEW_TOKENS, seeds, batch_prompts=160)
         greedy = evaluate(rows, sampler, 1, MAX_NEW_TOKENS, seeds, batch_prompts=160, temperature=0.0)
-    Path(out).write_text(json.dumps({"sampled": sampled, "greedy": greedy}))
+    Path(out).write_text(json.dumps({"checkpoint": checkpoint, "sampled": sampled, "greedy": greedy}))
 
 
 def measure(checkpoint: Path, recipe: str, name: str) -> dict[str, Any]:
+    """One checkpoint's held-out numbers; a measurement of the same checkpoint newer than its weights is
+    reused (its seconds still count in the eval minutes)."""
     out = REPO / f"runs/smollm2_eval_{name}.json"
-    script = [sys.executable, __file__, "--evaluate", str(checkpoint), "--recipe", recipe, "--out", str(out)]
-    print(f"\n$ evaluate {name}: {checkpoint}", flush=True)
-    subprocess.run(script, cwd=REPO, check=True)
+    weights = max((p.stat().st_mtime for p in checkpoint.glob("*.safetensors")), default=float("inf"))
+    fresh = out.exists() and out.stat().st_mtime > weights
+    if fresh and json.loads(out.read_text()).get("checkpoint", str(checkpoint)) == str(checkpoint):
+        print(f"\n$ evaluate {name}: {checkpoint} (measured before, reused)", flush=True)
+    else:
+        script = [
+            sys.executable,
+            __file__,
+            "--evaluate",
+            str(checkpoint),
+            "--recipe",
+            recipe,
+            "--out",
+            str(out),
+        ]
+        print(f"\n$ evaluate {name}: {checkpoint}", flush=True)
+        start = time.perf_counter()
+        subprocess.run(script, cwd=REPO, check=True)
+        measured = json.loads(out.read_text())  # the whole process: engine start-up included
+        out.write_text(json.dumps({**measured, "wall_s": round(time.perf_counter() - start, 1)}))
     result = json.loads(out.read_text())
     s, g = result["sampled"], result["greedy"]
     return {
@@ -112,7 +133,7 @@ def measure(checkpoint: Path, recipe: str, name: str) -> dict[str, Any]:
         f"pass@{SAMPLES}": round(s[f"pass@{SAMPLES}"], 4),
         "by_source_greedy": {k: round(v["pass@1"], 4) for k, v in g["by_source"].items()},
         "statuses": s["statuses"],
-        "seconds": round(s["seconds"] + g["seconds"], 1),
+        "seconds": result.get("wall_s", round(s["seconds"] + g["seconds"], 1)),
     }
 
 
@@ -172,21 +193,22 @@ def main() -> int:
         for path in (IMPORTED, POOL, SFT_SET, RL_SET, run_dir):
             shutil.rmtree(path, ignore_errors=True)
     previous = json.loads(RESULT.read_text()).get("minutes", {}) if RESULT.exists() else {}
-    minutes: dict[str, float] = {}
+    minutes: dict[str, float | None] = {}
     for name, done, stage in stages(args.recipe, run_dir, sft_out):
         timed(minutes, previous, name, done, stage)
-    start = time.perf_counter()
     results = {
         "base": measure(IMPORTED, args.recipe, "base"),
         "sft": measure(sft_out, args.recipe, "sft"),
         "rl": measure(final_rl_checkpoint(run_dir), args.recipe, "rl"),
     }
-    minutes["eval"] = round((time.perf_counter() - start) / 60, 2)
+    minutes["eval"] = round(sum(r["seconds"] for r in results.values()) / 60, 2)
     write_result(results, minutes, run_dir, recipe)
     return 0
 
 
-def write_result(results: dict[str, Any], minutes: dict[str, float], run_dir: Path, recipe: Any) -> None:
+def write_result(
+    results: dict[str, Any], minutes: dict[str, float | None], run_dir: Path, recipe: Any
+) -> None:
     """benchmarks/results/smollm2.json, the run's curves into docs/, and a table on the console."""
     from rlvr.data import load_prompts
     from rlvr.plot import plot_run
@@ -201,7 +223,7 @@ def write_result(results: dict[str, Any], minutes: dict[str, float], run_dir: Pa
         "samples": SAMPLES,
         "max_new_tokens": MAX_NEW_TOKENS,
         **results,
-        "minutes": {**minutes, "total": round(sum(minutes.values()), 2)},
+        "minutes": {**minutes, "total": round(sum(m for m in minutes.values() if m), 2)},
         "sft_loss": [{k: r.get(k) for k in ("step", "loss", "heldout_loss", "tokens_per_s")} for r in sft],
         "rl_reward": [{"step": r["step"], "reward": r.get("reward_mean")} for r in train],
         "rl_heldout_pass1": [{"step": e["step"], "pass1": e["pass@1"]} for e in evals],
