@@ -206,6 +206,23 @@ def main() -> int:
     return 0
 
 
+def plot_sft_loss(rows: list[dict[str, Any]], path: Path) -> None:
+    """The SFT run's training and held-out loss by step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train loss (turn-level)")
+    held = [r for r in rows if r.get("heldout_loss") is not None]
+    ax.plot([r["step"] for r in held], [r["heldout_loss"] for r in held], "o-", label="held-out loss")
+    ax.set(xlabel="SFT step", ylabel="loss", title="SmolLM2 SFT: packed, turn-level, 2 epochs")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
 def write_result(
     results: dict[str, Any], minutes: dict[str, float | None], run_dir: Path, recipe: Any
 ) -> None:
@@ -230,6 +247,7 @@ def write_result(
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=1) + "\n")
+    plot_sft_loss(sft, REPO / "docs/smollm2_sft_loss.png")
     written, _, _ = plot_run(run_dir, None)
     for png in written:
         if png.name in PLOTS:
