@@ -66,13 +66,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from rlvr.sft import run_sft
+    from rlvr.sft import is_done, run_sft, sft_dir
 
     config = load_recipe(args.recipe, args.overrides)
     if not config.sft.enabled:
         raise RecipeError(
             "sft.epochs and sft.steps are 0: set one in the recipe or as an override (sft.epochs=2)"
         )
+    if is_done(config):
+        print(f"already trained on this data and settings: {sft_dir(config)} (sft_done.json); change a "
+              "setting or remove that folder to train again")  # fmt: skip
+        return 0
     out = run_sft(config)
     print(f"done: {out} (model, tokenizer, metrics.jsonl); train from it with model.path={out}")
     return 0

@@ -16,7 +16,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,20 +63,25 @@ def load_samples(recipe: RecipeConfig, tokenizer: Any) -> SFTData:
         if not getattr(tokenizer, "chat_template", None):
             raise RecipeError(f"sft.data {path} holds conversations: the tokenizer needs a chat template")
         samples = []
-        for i, row in enumerate(read_conversations(path, problems)):
+        for line, row in read_conversations(path, problems):
+            where = f"{path.name} line {line}"
             try:
-                samples.append(render(tokenizer, row["messages"]))
+                samples.append(replace(render(tokenizer, row["messages"]), origin=where))
             except Exception as exc:  # a template may raise anything (jinja's own errors included)
-                problems.add(f"chat template cannot render it ({exc})", f"{path.name} row {i + 1}")
+                problems.add(f"chat template cannot render it ({exc})", where)
     else:
         prompt_format = PromptFormat(tokenizer, recipe.data.prompt)
+        try:
+            rows = load_prompts([cfg.data], "sft.data")
+        except (FileNotFoundError, ValueError) as exc:
+            raise RecipeError(f"sft.data: {exc}") from None
         samples = [
             prompt_solution_sample(
                 prompt_format.ids(row),
                 tokenizer.encode(str(row.meta.get("solution", row.answer)), add_bos=False),
                 tokenizer.eos_token_id,
             )
-            for row in load_prompts([cfg.data], "sft.data")
+            for row in rows
         ]
     samples = fit_length(samples, cfg.seq_len, cfg.overlong, problems)
     if len(samples) <= cfg.heldout:
@@ -195,6 +200,7 @@ def run_sft(recipe: RecipeConfig, log: bool = True) -> Path:
     tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.path)
     data = load_samples(recipe, tokenizer)
     plan = schedule(data, recipe)
+    _check(recipe, data, plan, log)
     _say(
         log,
         f"sft: {len(data.train)} samples ({sum(map(len, data.train))} tokens), {len(data.heldout)} "
@@ -259,6 +265,21 @@ def _train(
         if cfg.save_every and step % cfg.save_every == 0 and step < len(plan):
             save_checkpoint(group, out, step, fp)
     return row
+
+
+def _check(recipe: RecipeConfig, data: SFTData, plan: list[tuple[int, list[int]]], log: bool) -> None:
+    """RecipeError when the tokenizer's ids do not fit the model's vocabulary; a note when the warm-up
+    outlasts the run."""
+    vocab = model_config_for(recipe).vocab_size
+    biggest = max(max(s.ids) for s in data.train + data.heldout)
+    if biggest >= vocab:
+        raise RecipeError(
+            f"the tokenizer gives token id {biggest} but the model's vocabulary has {vocab} entries: "
+            "model.tokenizer does not belong to this model"
+        )
+    if recipe.sft.warmup_steps >= len(plan):
+        _say(log, f"note: sft.warmup_steps={recipe.sft.warmup_steps} >= the {len(plan)} steps: the learning "
+             "rate never reaches sft.lr")  # fmt: skip
 
 
 def _lines(path: Path) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import itertools
 import json
 import random
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ class Sample:
 
     ids: list[int]
     turn: list[int]
+    origin: str = ""  # where it came from, for messages: "file.jsonl line 4"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -62,17 +64,22 @@ class Problems:
 
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows
     examples: list[str] = field(default_factory=list)  # the first few, naming the row
+    truncated: int = 0  # kept, cut to sft.seq_len
 
     def add(self, reason: str, where: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        self.note(f"{where}: {reason}")
+
+    def note(self, text: str) -> None:
         if len(self.examples) < 5:
-            self.examples.append(f"{where}: {reason}")
+            self.examples.append(text)
 
     def summary(self) -> str:
+        cut = f"{self.truncated} truncated to sft.seq_len and kept; " if self.truncated else ""
         if not self.dropped:
-            return "no rows dropped"
+            return f"{cut}no rows dropped"
         counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items()))
-        return f"dropped {sum(self.dropped.values())} rows ({counts}); e.g. " + "; ".join(self.examples)
+        return f"{cut}dropped {sum(self.dropped.values())} rows ({counts}); e.g. " + "; ".join(self.examples)
 
 
 def check_messages(messages: Any) -> str | None:
@@ -87,6 +94,8 @@ def check_messages(messages: Any) -> str | None:
             return f"messages[{i}] has unknown role {m.get('role')!r} (known: {', '.join(ROLES)})"
     if not any(m["role"] == "assistant" for m in messages):
         return "no assistant turn"
+    if messages[0]["role"] == "assistant":
+        return "starts with an assistant turn (no user or system turn to condition it on)"
     return None
 
 
@@ -123,9 +132,9 @@ def prompt_solution_sample(prompt_ids: list[int], solution_ids: list[int], eos: 
     return Sample(ids, [-1] * len(prompt_ids) + [0] * (len(solution_ids) + 1))
 
 
-def read_conversations(path: Path, problems: Problems) -> list[dict[str, Any]]:
-    """The rows of a JSON Lines file whose `messages` are a trainable conversation; every other line is
-    counted in `problems` with its line number and reason."""
+def read_conversations(path: Path, problems: Problems) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each row of a JSON Lines file whose `messages` are a trainable conversation;
+    every other line is counted in `problems` with its line number and reason."""
     rows = []
     with _open_text(path) as f:
         for number, line in enumerate(f, 1):
@@ -141,7 +150,7 @@ def read_conversations(path: Path, problems: Problems) -> list[dict[str, Any]]:
             if reason:
                 problems.add(reason, where)
             else:
-                rows.append(row)
+                rows.append((number, row))
     return rows
 
 
@@ -152,32 +161,38 @@ def _open_text(path: Path) -> IO[str]:
 
 
 def is_conversation_file(path: Path) -> bool:
-    """Whether `path` is JSON Lines whose first row has `messages` (else it is read as a prompt set)."""
+    """Whether `path` is JSON Lines whose first parsable row has `messages` (else it is a prompt set)."""
     if not path.is_file() or not path.name.endswith((".jsonl", ".jsonl.gz")):
         return False
     with _open_text(path) as f:
-        first = next((line for line in f if line.strip()), "")
-    try:
-        row = json.loads(first)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(row, dict) and "messages" in row
+        for line in itertools.islice(
+            (x for x in f if x.strip()), 20
+        ):  # a malformed first line is not the file
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            return isinstance(row, dict) and "messages" in row
+    return False
 
 
 def fit_length(
     samples: list[Sample], seq_len: int, overlong: Literal["drop", "truncate"], problems: Problems
 ) -> list[Sample]:
     """Samples that fit a row of `seq_len` tokens: a longer one is dropped, or cut to `seq_len` (it then
-    keeps what it has of its turns); either way counted in `problems`. Samples with no target are dropped."""
+    keeps what it has of its turns; counted as truncated). Samples with no target (left) are dropped."""
     kept = []
     for i, s in enumerate(samples):
+        where = s.origin or f"sample {i}"
+        if len(s) > seq_len and overlong == "drop":
+            problems.add(f"longer than sft.seq_len={seq_len}", f"{where} ({len(s)} tokens)")
+            continue
         if len(s) > seq_len:
-            problems.add(f"longer than sft.seq_len={seq_len} ({overlong})", f"sample {i} ({len(s)} tokens)")
-            if overlong == "drop":
-                continue
-            s = Sample(s.ids[:seq_len], s.turn[:seq_len])
+            problems.truncated += 1
+            problems.note(f"{where}: {len(s)} tokens, truncated to sft.seq_len={seq_len}")
+            s = Sample(s.ids[:seq_len], s.turn[:seq_len], s.origin)
         if max(s.turn[1:], default=-1) < 0:
-            problems.add("no assistant token to learn", f"sample {i}")
+            problems.add("no assistant token to learn", where)
             continue
         kept.append(s)
     return kept

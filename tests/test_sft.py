@@ -23,6 +23,7 @@ from rlvr.sft_data import (
     best_fit,
     epoch_steps,
     fit_length,
+    is_conversation_file,
     lay_out,
     loss_weights,
     pad_rows,
@@ -179,28 +180,38 @@ def test_render_learns_each_assistant_turn_through_its_end_token(chat_tokenizer:
 
 
 def test_bad_rows_are_counted_by_line_and_the_rest_is_kept(tmp_path: Path) -> None:
+    good = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
     rows = [
-        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        good,
         {"messages": [{"role": "user", "content": "no answer"}]},
         {"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "b"}]},
         "not an object",
+        {"messages": [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "hi"}]},
     ]
     path = tmp_path / "conv.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
+    path.write_text("{broken\n" + "\n".join(json.dumps(r) for r in rows) + "\n")
+    assert is_conversation_file(path)  # a malformed first line does not make it a prompt set
     problems = Problems()
     kept = read_conversations(path, problems)
-    assert len(kept) == 1 and sum(problems.dropped.values()) == 4
+    assert [line for line, _ in kept] == [2] and sum(problems.dropped.values()) == 5
     text = problems.summary()
     assert (
-        "line 2: no assistant turn" in text and "unknown role 'robot'" in text and "line 5: not JSON" in text
+        "line 1: not JSON" in text and "line 3: no assistant turn" in text and "unknown role 'robot'" in text
     )
+    assert problems.dropped["starts with an assistant turn (no user or system turn to condition it on)"] == 1
     long = random_samples([10, 40, 8], 100)
+    long[1].origin = "conv.jsonl line 7"
     cut = Problems()
-    assert [len(s) for s in fit_length(long, 16, "drop", cut)] == [
-        10,
-        8,
-    ] and "longer than sft.seq_len" in cut.summary()
-    assert [len(s) for s in fit_length(long, 16, "truncate", Problems())] == [10, 16, 8]
+    assert [len(s) for s in fit_length(long, 16, "drop", cut)] == [10, 8]
+    assert "conv.jsonl line 7 (40 tokens): longer than sft.seq_len=16" in cut.summary()
+    kept_cut = Problems()
+    assert [len(s) for s in fit_length(long, 16, "truncate", kept_cut)] == [10, 16, 8]
+    assert kept_cut.truncated == 1 and not kept_cut.dropped  # truncated samples are kept, not dropped
+    only_prompt = [Sample([5] * 20, [-1] * 18 + [0] * 2)]  # its one turn lies past the cut
+    gone = Problems()
+    assert fit_length(only_prompt, 16, "truncate", gone) == [] and gone.dropped == {
+        "no assistant token to learn": 1
+    }
 
 
 def sft_recipe(tmp_path: Path, data: Path, tokenizer: Path | None, *extra: str) -> object:
@@ -295,6 +306,8 @@ def test_sft_refuses_what_it_cannot_train(tmp_path: Path, chat_tokenizer: HFToke
     chat_tokenizer.save(tok)
     with pytest.raises(RecipeError, match="0 usable samples.*no assistant turn"):
         run_sft(sft_recipe(tmp_path, data, tok), log=False)
+    with pytest.raises(RecipeError, match="sft.data: prompt file .* does not exist"):
+        run_sft(sft_recipe(tmp_path, tmp_path / "nope.jsonl", tok), log=False)
     with pytest.raises(RecipeError, match="chat template"):
         run_sft(sft_recipe(tmp_path, conversations(tmp_path / "c.jsonl", 5), None), log=False)
 
