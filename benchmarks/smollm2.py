@@ -48,19 +48,11 @@ def rlvr(*args: str) -> None:
 
 def as_job(command: str, recipe: str) -> None:
     """`rlvr COMMAND RECIPE` as a Ray job on a local head started and stopped here (as `make demo` does)."""
-    from rlvr.cluster import local_head
     from rlvr.config import load_recipe
-    from rlvr.submit import submit
+    from rlvr.demo import run_as_job
 
     run_dir = load_recipe(recipe).run.dir.resolve()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    with local_head(env, num_cpus=max(4, os.cpu_count() or 1)) as head:
-        for name in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
-            os.environ.pop(name, None)
-        if head.token_path:
-            os.environ["RAY_AUTH_TOKEN_PATH"] = str(head.token_path)
-        code = submit(recipe, [f"run.output_dir={run_dir}"], address=head.address, wait=True, command=command)
+    code = run_as_job(recipe, [f"run.output_dir={run_dir}"], command)
     if code != 0:
         raise SystemExit(f"the `rlvr {command}` job failed (exit {code})")
 

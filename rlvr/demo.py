@@ -24,20 +24,25 @@ from rlvr.submit import submit
 DEFAULT_RECIPE = "recipes/arithmetic.yaml"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    recipe = args.pop(0) if args and not args[0].count("=") else DEFAULT_RECIPE
-    run_dir = load_recipe(recipe, args).run.dir.resolve()
-    overrides = [*args, f"run.output_dir={run_dir}"]
+def run_as_job(recipe: str, overrides: Sequence[str], command: str = "train") -> int:
+    """`rlvr COMMAND RECIPE OVERRIDES` as a Ray job on a local head started and stopped here; the job's exit
+    status (0 iff it succeeded)."""
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the job runs `rlvr`
-    print(f"demo: starting a local Ray head, then `rlvr train {recipe}` as a Ray job", flush=True)
+    print(f"starting a local Ray head, then `rlvr {command} {recipe}` as a Ray job", flush=True)
     with local_head(env, num_cpus=max(4, os.cpu_count() or 1)) as head:
         for name in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
             os.environ.pop(name, None)  # this client talks to the head just started, with its token
         if head.token_path:
             os.environ["RAY_AUTH_TOKEN_PATH"] = str(head.token_path)
-        code = submit(recipe, overrides, address=head.address, wait=True)
+        return submit(recipe, overrides, address=head.address, wait=True, command=command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    recipe = args.pop(0) if args and not args[0].count("=") else DEFAULT_RECIPE
+    run_dir = load_recipe(recipe, args).run.dir.resolve()
+    code = run_as_job(recipe, [*args, f"run.output_dir={run_dir}"])
     if code != 0:
         print(f"demo: the job failed (exit {code}); its outputs so far are in {run_dir}")
         return code

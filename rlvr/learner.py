@@ -440,7 +440,7 @@ class Learner:
                 out = self.model(micro.input_ids, document_ids=micro.document_ids, logits_at=at)
             logp = token_logprobs(out.logits, micro.input_ids[:, 1:][at[:, :-1]])
             loss = sft_loss(logp, micro.loss_weight[at[:, :-1]], normaliser)
-            if train and out.logits.requires_grad:
+            if train:
                 loss.backward()
             total += loss.detach()
         return float(self.parallel.sum(total))

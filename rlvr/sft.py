@@ -213,7 +213,9 @@ def run_sft(recipe: RecipeConfig, log: bool = True) -> Path:
         if resumed:
             group.load(str(resumed[1]))
             _say(log, f"sft: resumed from {resumed[1]}")
-        last = _train(group, data, plan, recipe, tokenizer.pad_token_id, resumed[0] if resumed else 0, log)
+        last = _train(
+            group, data, plan, recipe, tokenizer.pad_token_id, resumed[0] if resumed else 0, fp, log
+        )
         group.save(str(out))
         group.close()
     tokenizer.save(out)
@@ -237,10 +239,11 @@ def _train(
     recipe: RecipeConfig,
     pad_id: int,
     start: int,
+    fp: str,
     log: bool,
 ) -> dict[str, Any]:
     """The step loop from step `start` + 1: update, log, held-out loss, checkpoint. Returns the last row."""
-    cfg, out, fp = recipe.sft, sft_dir(recipe), fingerprint(recipe)
+    cfg, out = recipe.sft, sft_dir(recipe)
     metrics_path = out / "metrics.jsonl"
     kept = [ln for ln in _lines(metrics_path) if json.loads(ln)["step"] <= start]
     metrics_path.write_text("".join(kept))

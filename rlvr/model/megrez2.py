@@ -365,7 +365,7 @@ class Megrez2ForCausalLM(nn.Module):
         B, T = input_ids.shape
         replay_LTK = None if replay is None else replay.reshape(replay.shape[0], B * T, -1)
         first_moe = self.config.first_k_dense_replace
-        if document_ids is not None:  # packed samples: block-diagonal causal mask, positions per sample
+        if document_ids is not None:  # packed samples: attention within each sample, positions per sample
             doc = document_ids.to(input_ids.device)
             cos, sin = rope_cos_sin(document_positions(doc), self.config.head_dim, self.config.rope_theta)
             segments = document_segments(doc)
