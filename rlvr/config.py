@@ -329,7 +329,9 @@ class SFTConfig(Section):
         description="conversations (JSON Lines of {messages: [...]}) or a prompt set with worked solutions",
     )
     batch_tokens: int = Field(
-        8192, ge=1, description="tokens per optimiser step: batch_tokens // seq_len rows of packed samples"
+        8192,
+        ge=1,
+        description="tokens per optimiser step: batch_tokens // seq_len packed rows (at least one)",
     )
     seq_len: int = Field(2048, ge=2, description="tokens per packed row; a longer sample is `overlong`")
     packing: bool = Field(True, description="several samples per row (best fit); false: one sample a row")

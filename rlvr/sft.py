@@ -61,7 +61,10 @@ def load_samples(recipe: RecipeConfig, tokenizer: Any) -> SFTData:
     path = Path(cfg.data)
     if is_conversation_file(path):
         if not getattr(tokenizer, "chat_template", None):
-            raise RecipeError(f"sft.data {path} holds conversations: the tokenizer needs a chat template")
+            raise RecipeError(
+                f"sft.data {path} holds conversations: the tokenizer needs a chat template (use a model or "
+                "model.tokenizer that has one, or a prompt set with worked solutions)"
+            )
         samples = []
         for line, row in read_conversations(path, problems):
             where = f"{path.name} line {line}"
@@ -74,7 +77,7 @@ def load_samples(recipe: RecipeConfig, tokenizer: Any) -> SFTData:
         try:
             rows = load_prompts([cfg.data], "sft.data")
         except (FileNotFoundError, ValueError) as exc:
-            raise RecipeError(f"sft.data: {exc}") from None
+            raise RecipeError(str(exc) if str(exc).startswith("sft.data") else f"sft.data: {exc}") from None
         samples = [
             prompt_solution_sample(
                 prompt_format.ids(row),
