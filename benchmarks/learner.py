@@ -29,7 +29,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from rlvr.learner import Learner, LearnerSpec, TrainBatch, make_batch  # noqa: E402
+from rlvr.batch import TrainBatch, make_batch  # noqa: E402
+from rlvr.learner import Learner, LearnerSpec  # noqa: E402
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM  # noqa: E402
 from rlvr.threads import node_cores  # noqa: E402
 from rollout.types import Rollout  # noqa: E402

@@ -14,8 +14,9 @@ import ray
 import torch
 
 from rlvr.algorithm import logprob_mismatch
+from rlvr.batch import TrainBatch, make_batch
 from rlvr.config import RecipeConfig, VerifierConfig
-from rlvr.learner import Learner, LearnerSpec, TrainBatch, make_batch
+from rlvr.learner import Learner, LearnerSpec
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.restarts import RestartBudget, gather_with_restarts
 from rlvr.routing_replay import captures_routing, check_routing_replay

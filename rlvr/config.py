@@ -270,7 +270,16 @@ class AlgorithmConfig(Section):
         "recompute",
         description="PPO's old policy: the learner's logprobs before the update, or the rollout engine's",
     )
-    micro_batch_size: int = Field(16, ge=1, description="sequences per forward/backward on a learner rank")
+    micro_batch_tokens: int = Field(
+        4096,
+        ge=1,
+        description="packed tokens per forward/backward on a learner rank (sequences end to end, no padding)",
+    )
+    share_prompt: bool = Field(
+        True,
+        description="a group's prompt is computed once and its n responses attend to it (same loss and "
+        "gradient as n copies)",
+    )
     routing_replay: Literal["off", "rollout"] = Field(
         "off",
         description="Rollout Routing Replay (R3): rollout = the learner's policy forwards use the experts "

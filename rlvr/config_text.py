@@ -18,12 +18,20 @@ def compact(value: Any) -> str:
 
 # ---------------------------------------------------------------- error messages
 
+# keys earlier versions took, and what a recipe says instead
+REPLACED_KEYS = {
+    "algorithm.micro_batch_size": "micro-batches are packed to a token budget now, "
+    "algorithm.micro_batch_tokens (e.g. 4096; sequences end to end, no padding)",
+}
+
 
 def describe_error(root: type[BaseModel], err: Any) -> str:
     """One line per pydantic error: the dotted key path, the value, and what is allowed."""
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc) or "<root>"
     kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden" and key in REPLACED_KEYS:
+        return f"{key} is no longer a key: {REPLACED_KEYS[key]}"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(root, loc[:-1])
         close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.5)

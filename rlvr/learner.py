@@ -24,13 +24,13 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithm import (
-    entropy_from_logits,
     kl_penalty,
     loss_metrics,
     ppo_loss,
     sft_loss,
     tis_weights,
 )
+from rlvr.batch import TrainBatch, micro_batches, pack_rows, unpack
 from rlvr.config import (
     AlgorithmConfig,
     ModelConfig,
@@ -40,63 +40,13 @@ from rlvr.config import (
     RolloutConfig,
     SFTConfig,
 )
-from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, max_violation, token_logprobs
-from rlvr.model.sampling import processed_logits, sampled_logprobs
+from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, TokenScore, max_violation
 from rlvr.optim import adamw
 from rlvr.parallel import DataParallel, free_port, grad_norm
-from rlvr.routing_replay import mismatch_counts, pack_routing, replay_indices, routing_metrics
+from rlvr.routing_replay import mismatch_counts, replay_indices, routing_metrics
 from rlvr.seeds import derive_seed
 from rlvr.sft_data import SFTBatch
 from rlvr.threads import use_cores
-from rollout.types import Rollout
-
-
-@dataclass
-class TrainBatch:
-    """Rollouts as right-padded tensors. Position t of the `*_BT1` fields scores token t+1 of `input_ids`."""
-
-    input_ids: Tensor  # (B, L) prompt + response, right-padded
-    attention_mask: Tensor  # (B, L) 1 = real token
-    response_mask: Tensor  # (B, L-1) 1 where the predicted token is a response token
-    old_logp: Tensor  # (B, L-1) PPO's old-policy logprobs of response tokens, 0 elsewhere
-    advantages: Tensor  # (B,) one per sequence (each of its tokens) or (B, L-1) per token, 0 off-response
-    behaviour_logp: Tensor  # (B, L-1) the rollout engine's logprobs, as sampled (old_logp starts as these)
-    ref_logp: Tensor | None = None  # (B, L-1) the frozen reference policy's, when algorithm.kl_coef > 0
-    routing: Tensor | None = None  # (B, L, MoE layers, K) int16 the engine's experts, -1 where none (R3)
-
-    def rows(self, index: Tensor) -> TrainBatch:
-        return TrainBatch(*(None if t is None else t[index] for t in self.__dict__.values()))
-
-    def to(self, device: torch.device) -> TrainBatch:
-        return TrainBatch(*(None if t is None else t.to(device) for t in self.__dict__.values()))
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-
-def make_batch(rollouts: list[Rollout], advantages: Tensor, pad_token_id: int = 0) -> TrainBatch:
-    """Packs rollouts (prompt + response, behaviour logprobs) into a right-padded `TrainBatch`.
-
-    `advantages` is (B,) per sequence, or (B, R) per response token (R ≥ the longest response; token t of
-    response i at [i, t]), which is placed at the response's positions of the batch."""
-    length = max(len(r.prompt_ids) + len(r.response_ids) for r in rollouts)
-    batch = len(rollouts)
-    ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
-    attention = torch.zeros(batch, length, dtype=torch.long)
-    response = torch.zeros(batch, length - 1)
-    old = torch.zeros(batch, length - 1)
-    per_token = advantages.ndim == 2
-    placed = torch.zeros(batch, length - 1) if per_token else advantages.float()
-    for i, r in enumerate(rollouts):
-        p, n = len(r.prompt_ids), len(r.response_ids)
-        ids[i, : p + n] = torch.tensor(r.prompt_ids + r.response_ids)
-        attention[i, : p + n] = 1
-        response[i, p - 1 : p - 1 + n] = 1
-        old[i, p - 1 : p - 1 + n] = torch.tensor(r.logprobs)
-        if per_token:
-            placed[i, p - 1 : p - 1 + n] = advantages[i, :n].float()
-    routing = pack_routing(rollouts, length)
-    return TrainBatch(ids, attention, response, old, placed, old.clone(), routing=routing)
 
 
 def model_config_for(recipe: RecipeConfig) -> Megrez2Config:
@@ -221,28 +171,41 @@ class Learner:
         return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _scored(self, model: Megrez2ForCausalLM, micro: TrainBatch) -> tuple[Tensor, Tensor]:
-        """(logits of the sampled distribution, log π of the taken tokens), both (b, L-1). The policy replays
+        """(log π of the taken tokens, entropy of π), both (b, L-1) and 0 off the response, where π is the
+        rollout's sampling distribution (temperature, top-p). The micro-batch runs as one packed row
+        (`rlvr.batch.pack_rows`, its prompts shared with `algorithm.share_prompt`), and the LM head only at
+        response positions, in chunks (`TokenScore`): the (tokens, V) logits never exist. The policy replays
         the engine's experts under `algorithm.routing_replay: rollout` (the KL reference routes itself)."""
-        policy = model is self.model
-        replay = policy and micro.routing is not None and self.spec.algorithm.routing_replay == "rollout"
+        policy, a, r = model is self.model, self.spec.algorithm, self.spec.rollout
+        packed = pack_rows(micro, a.share_prompt)
+        replay = policy and packed.routing is not None and a.routing_replay == "rollout"
+        at = micro.response_mask.bool()
+        score = TokenScore(packed.where[:, :-1][at], micro.input_ids[:, 1:][at], r.temperature, r.top_p)
         with self._autocast():
             out = model(
-                micro.input_ids,
-                attention_mask=micro.attention_mask,
-                replay_indices=replay_indices(micro.routing) if replay else None,
+                packed.input_ids,
+                packing=packed.packing,
+                replay_indices=replay_indices(packed.routing) if replay else None,
+                score=score,
             )
         if out.expert_counts is not None and policy:  # tokens per expert per MoE layer
             counts = out.expert_counts.detach().cpu()
             self.expert_counts = counts if self.expert_counts is None else self.expert_counts + counts
         if policy and self.routing_counts is not None and out.router_choice is not None:
+            choice = out.router_choice[:, 0][:, packed.where]  # back to the padded rows, (L, b, T, K)
             self.routing_counts += mismatch_counts(
-                out.router_choice, micro.routing, micro.response_mask, micro.attention_mask
+                choice, micro.routing, micro.response_mask, micro.attention_mask
             )
-        raw = out.logits[:, :-1]
-        r = self.spec.rollout
-        logits = processed_logits(raw, r.temperature, r.top_p)
-        logp = sampled_logprobs(logits, micro.input_ids[:, 1:])  # already processed: T = 1, top_p = 1
-        return logits, logp
+        return unpack(out.logprobs, at), unpack(out.entropy, at)
+
+    def _micro_batches(self, batch: TrainBatch) -> list[Tensor | None]:
+        """Row indices per micro-batch (`rlvr.batch.micro_batches`). FSDP ranks gather weights in lockstep,
+        so a rank with fewer micro-batches than another pads its list with None (a forward that counts 0)."""
+        a = self.spec.algorithm
+        micros: list[Tensor | None] = list(micro_batches(batch, a.micro_batch_tokens, a.share_prompt))
+        if self.fsdp:
+            micros += [None] * (self.parallel.max(len(micros), self.device) - len(micros))
+        return micros
 
     @torch.no_grad()
     def logprobs(self, batch: TrainBatch, reference: bool = False) -> Tensor:
@@ -250,20 +213,23 @@ class Learner:
         micro-batched; `reference` scores with the frozen KL reference."""
         model = self.reference if reference else self.model
         model.eval()
-        parts = []
-        for rows in torch.arange(len(batch)).split(self.spec.algorithm.micro_batch_size):
-            micro = batch.rows(rows)
-            _, logp = self._scored(model, micro)
-            parts.append(torch.where(micro.response_mask.bool(), logp, 0.0))
-        return torch.cat(parts)
+        out = torch.zeros_like(batch.response_mask)
+        for rows in self._micro_batches(batch):
+            if rows is None:  # FSDP lockstep: a forward whose result is not used
+                self._scored(model, batch.rows(torch.tensor([0])))
+                continue
+            out[rows] = self._scored(model, batch.rows(rows))[0]
+        return out
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         """One RL step on this rank's shard: PPO epochs × minibatches, each an optimiser step.
 
-        With `old_logprobs: recompute` the old policy is this learner's before the update (so the first
-        minibatch starts at ratio 1 whatever the engine's numerics); with `behaviour` it is the rollout
-        engine's sampling logprobs, as collected. The routing mismatch is counted over the first pass over
-        the batch (the recompute, else the first epoch), so it measures the policy that sampled.
+        With `old_logprobs: recompute` the old policy is this learner's before the update, so the first
+        minibatch starts at ratio 1 whatever the engine's numerics. Its rows take the old log-probs from
+        their own first forward (the weights have not moved yet), so only the other minibatches' rows need
+        a separate no-grad pass; with one minibatch there is none. With `behaviour` the old policy is the
+        rollout engine's sampling log-probs, as collected. The routing mismatch is counted over the policy
+        before the update (the recompute and the first minibatch), or over the first epoch with `behaviour`.
         """
         batch = batch.to(self.device)
         algorithm = self.spec.algorithm
@@ -274,66 +240,100 @@ class Learner:
             )
         start, self.expert_counts = time.perf_counter(), None
         self.routing_counts = None if batch.routing is None else torch.zeros(4, device=self.device)
-        routing = self.routing_counts  # filled by the first pass: the recompute below, else the first epoch
-        if algorithm.old_logprobs == "recompute":
-            batch.old_logp = self.logprobs(batch)
-            self.routing_counts = None
+        routing = self.routing_counts
+        minibatches = list(torch.arange(len(batch)).chunk(algorithm.minibatches))
+        recompute = algorithm.old_logprobs == "recompute"
+        if recompute and len(minibatches) > 1:  # the first minibatch's come from its own forward
+            rest = torch.cat(minibatches[1:])
+            batch.old_logp[rest] = self.logprobs(batch.rows(rest))
         if self.reference is not None:
             batch.ref_logp = self.logprobs(batch, reference=True)
         logprob_s = time.perf_counter() - start
-        mask = batch.response_mask.bool() & torch.isfinite(batch.old_logp)
-        gap = (batch.old_logp - batch.behaviour_logp).abs()
-        gap = self.parallel.sum(torch.stack([torch.where(mask, gap, 0.0).sum(), mask.sum()]).float())
         self.model.train()
         totals: dict[str, Tensor] = {}
         grad_norms, losses = [], []
-        for _ in range(algorithm.ppo_epochs):
-            for rows in torch.arange(len(batch)).chunk(algorithm.minibatches):
-                loss, sums, norm = self._optimiser_step(batch.rows(rows))
+        for epoch in range(algorithm.ppo_epochs):
+            for i, rows in enumerate(minibatches):
+                fresh = recompute and epoch == 0 and i == 0
+                loss, sums, norm, old = self._optimiser_step(batch.rows(rows), fresh)
+                if fresh:
+                    batch.old_logp[rows] = old
+                    self.routing_counts = None
                 losses.append(loss)
                 grad_norms.append(norm)
                 for key, value in sums.items():
                     totals[key] = totals.get(key, 0) + value
             self.routing_counts = None
         self.steps += 1
+        return self._step_metrics(batch, totals, losses, grad_norms, routing, start, logprob_s)
+
+    def _step_metrics(
+        self,
+        batch: TrainBatch,
+        totals: dict[str, Tensor],
+        losses: list[float],
+        grad_norms: list[float],
+        routing: Tensor | None,
+        start: float,
+        logprob_s: float,
+    ) -> dict[str, Any]:
+        """The step's metrics, summed over ranks: loss sums, the engine gap, timings and throughput."""
+        mask = batch.response_mask.bool() & torch.isfinite(batch.old_logp)
+        gap = (batch.old_logp - batch.behaviour_logp).abs()
+        stats = [torch.where(mask, gap, 0.0).sum(), mask.sum(), batch.attention_mask.sum()]
+        gap_sum, gap_count, tokens = self.parallel.sum(torch.stack(stats).float()).tolist()
         totals = {k: self.parallel.sum(v.clone()) for k, v in totals.items()}
         skipped = float(totals.pop("backward_skipped")) / max(float(totals.pop("micro_batches")), 1.0)
+        seconds = time.perf_counter() - start
         metrics = loss_metrics(totals)
         metrics.update(
             loss=sum(losses) / len(losses),
             grad_norm=max(grad_norms),
             lr=self.scheduler.get_last_lr()[0],
             # mean |learner − engine| logprob of the sampled tokens before the update (0 with `behaviour`)
-            logprob_gap=float(gap[0] / gap[1].clamp_min(1.0)),
+            logprob_gap=gap_sum / max(gap_count, 1.0),
             # micro-batches whose advantages were all 0: forward only (their gradient is exactly 0)
             backward_skipped=skipped,
             time_logprob_s=logprob_s,
-            time_train_s=time.perf_counter() - start - logprob_s,
+            time_train_s=seconds - logprob_s,
+            # the step's sequence tokens (prompt + response, every rank) per second of the whole update
+            learner_tokens_per_s=tokens / seconds,
             **self._load_metrics(),
             **({} if routing is None else routing_metrics(self.parallel.sum(routing))),
         )
         return metrics
 
     def _load_metrics(self) -> dict[str, Any]:
-        """Expert load of this step's forward passes: max violation (max load − mean) / mean per MoE layer
-        (this rank's tokens), and its worst layer."""
+        """Expert load of this step's forward passes over every rank's tokens: max violation (max load −
+        mean) / mean per MoE layer, and its worst layer."""
         if self.expert_counts is None:
             return {}
-        per_layer = [round(float(v), 4) for v in max_violation(self.expert_counts)]
+        counts = self.parallel.sum(self.expert_counts.to(self.device)).cpu()
+        per_layer = [round(float(v), 4) for v in max_violation(counts)]
         return {"expert_load_max_violation": max(per_layer), "expert_load_max_violation_by_layer": per_layer}
 
-    def _optimiser_step(self, batch: TrainBatch) -> tuple[float, dict[str, Tensor], float]:
+    def _optimiser_step(
+        self, batch: TrainBatch, fresh: bool
+    ) -> tuple[float, dict[str, Tensor], float, Tensor]:
+        """One optimiser step over `batch`'s micro-batches. `fresh`: the old log-probs are this forward's
+        (returned, (b, L-1), for the caller to keep); else `batch.old_logp` as given."""
         num_tokens = self.parallel.sum(batch.response_mask.sum().clone()).clamp_min(1.0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        sums: dict[str, Tensor] = {}
-        micros = [batch.rows(r) for r in torch.arange(len(batch)).split(self.spec.algorithm.micro_batch_size)]
-        backward = self._needs_backward(micros)
-        for micro, grad in zip(micros, backward, strict=True):
+        loss_sum, sums, old = 0.0, {}, batch.old_logp.clone()
+        micros = self._micro_batches(batch)
+        backward = self._needs_backward(batch, micros)
+        for rows, grad in zip(micros, backward, strict=True):
+            micro = batch.rows(torch.tensor([0]) if rows is None else rows)
             with torch.enable_grad() if grad else torch.no_grad():  # no graph where the gradient is 0
-                loss, micro_sums = self._micro_loss(micro, num_tokens)
+                loss, micro_sums, logp = self._micro_loss(micro, num_tokens, fresh)
+            if rows is None:  # FSDP lockstep padding: its gradient must be 0 and it counts nowhere
+                loss = loss * 0.0
             if grad:
                 loss.backward()
+            if rows is None:
+                continue
+            if fresh:
+                old[rows] = logp.detach()
             loss_sum += float(loss.detach())
             one = torch.ones((), device=self.device)
             micro_sums.update(micro_batches=one, backward_skipped=one * (not grad))
@@ -347,19 +347,19 @@ class Learner:
         if math.isfinite(norm):
             self.optimizer.step()
         self.scheduler.step()
-        return float(self.parallel.sum(torch.tensor(loss_sum))), sums, norm
+        return float(self.parallel.sum(torch.tensor(loss_sum))), sums, norm, old
 
-    def _needs_backward(self, micros: list[TrainBatch]) -> list[bool]:
+    def _needs_backward(self, batch: TrainBatch, micros: list[Tensor | None]) -> list[bool]:
         """Which micro-batches need a backward pass. With every advantage 0 (a group all right or all wrong)
         and no KL penalty, PPO's clipped loss is 0 for any policy, so its gradient is exactly 0: such a
-        micro-batch only runs forward, for its metrics (about 2/3 of its cost saved). FSDP ranks gather and
-        reduce in lockstep during backward, so there a micro-batch is skipped only where every rank's is."""
+        micro-batch only runs forward, for its metrics (about 2/3 of its cost saved; `micro_batches` keeps
+        them apart from the rest). FSDP ranks gather and reduce in lockstep during backward, so there a
+        micro-batch is skipped only where every rank's is."""
         if self.reference is not None:
             return [True] * len(micros)
-        signal = []
-        for m in micros:
-            advantages = m.advantages if m.advantages.ndim == 2 else m.advantages[:, None]
-            signal.append(bool((advantages * m.response_mask).any()))
+        advantages = batch.advantages if batch.advantages.ndim == 2 else batch.advantages[:, None]
+        signal_rows = ((advantages * batch.response_mask) != 0).any(1)
+        signal = [rows is not None and bool(signal_rows[rows].any()) for rows in micros]
         if self.fsdp:
             signal = [
                 bool(v)
@@ -367,19 +367,21 @@ class Learner:
             ]
         return signal
 
-    def _micro_loss(self, micro: TrainBatch, num_tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """PPO's clipped loss (+ the KL penalty when on) of one micro-batch, divided by the global count."""
+    def _micro_loss(
+        self, micro: TrainBatch, num_tokens: Tensor, fresh: bool
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """PPO's clipped loss (+ the KL penalty when on) of one micro-batch, divided by the global count;
+        its token sums; and log π (b, L-1). `fresh`: the old policy is this forward's own log π."""
         a = self.spec.algorithm
-        logits, logp = self._scored(self.model, micro)
+        logp, entropy = self._scored(self.model, micro)
+        old_logp = logp.detach() if fresh else micro.old_logp
         # a sampled token outside the learner's nucleus (top_p < 1) has log π = −inf: it takes no part, nor
         # one outside the old policy's (recomputed old log π = −inf: its ratio would be inf, its gradient NaN)
-        mask = micro.response_mask.bool() & torch.isfinite(logp) & torch.isfinite(micro.old_logp)
-        is_weights = (
-            None if a.tis_cap is None else tis_weights(micro.old_logp, micro.behaviour_logp, a.tis_cap)
-        )
+        mask = micro.response_mask.bool() & torch.isfinite(logp) & torch.isfinite(old_logp)
+        is_weights = None if a.tis_cap is None else tis_weights(old_logp, micro.behaviour_logp, a.tis_cap)
         loss, sums = ppo_loss(
             logp,
-            micro.old_logp,
+            old_logp,
             micro.advantages,
             mask,
             clip_low=a.clip_low,
@@ -391,10 +393,9 @@ class Learner:
             kl_loss, sums["kl_ref"] = kl_penalty(logp, micro.ref_logp, mask, a.kl_estimator, num_tokens)
             loss = loss + a.kl_coef * kl_loss
         with torch.no_grad():
-            entropy = entropy_from_logits(logits)
             sums["entropy"] = torch.where(mask, entropy, 0.0).sum()
             sums["outside_nucleus"] = (micro.response_mask.bool() & ~mask).sum().float()
-        return loss, sums
+        return loss, sums, logp
 
     def start_sft(self, sft: SFTConfig, total_steps: int) -> None:
         """Switches the optimiser to supervised fine-tuning: AdamW with `sft`'s lr, betas and weight decay, a
@@ -427,19 +428,20 @@ class Learner:
 
     def _sft_loss(self, batch: SFTBatch, train: bool) -> float:
         """Forward (and backward when `train`) over micro-batches of about `sft.micro_batch_tokens` row
-        tokens; the LM head runs only where a token is trained on. Returns the loss summed over ranks."""
+        tokens; the LM head runs only where a token is trained on, in chunks (`TokenScore`). Returns the
+        loss summed over ranks."""
         batch = SFTBatch(*(t.to(self.device) for t in vars(batch).values()))
         normaliser = self.parallel.sum(batch.loss_weight.sum().clone()).clamp_min(1e-12)
         rows = max(1, self.sft.micro_batch_tokens // batch.input_ids.shape[1])
         total = torch.zeros((), device=self.device)
         for index in torch.arange(len(batch)).split(rows):
             micro = batch.rows(index)
-            at = torch.zeros_like(micro.input_ids, dtype=torch.bool)
-            at[:, :-1] = micro.loss_weight > 0
+            at = micro.loss_weight > 0  # (r, T-1): position t predicts token t+1
+            flat = torch.arange(micro.input_ids.numel(), device=self.device).view(micro.input_ids.shape)
+            score = TokenScore(flat[:, :-1][at], micro.input_ids[:, 1:][at])
             with self._autocast():
-                out = self.model(micro.input_ids, document_ids=micro.document_ids, logits_at=at)
-            logp = token_logprobs(out.logits, micro.input_ids[:, 1:][at[:, :-1]])
-            loss = sft_loss(logp, micro.loss_weight[at[:, :-1]], normaliser)
+                out = self.model(micro.input_ids, document_ids=micro.document_ids, score=score)
+            loss = sft_loss(out.logprobs, micro.loss_weight[at], normaliser)
             if train:
                 loss.backward()
             total += loss.detach()

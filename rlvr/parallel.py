@@ -39,6 +39,14 @@ class DataParallel:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def max(self, value: int, device: torch.device) -> int:
+        """The largest `value` over ranks (itself on one rank)."""
+        if self.world_size == 1:
+            return value
+        slots = torch.zeros(self.world_size, device=device)
+        slots[self.rank] = value
+        return int(self.sum(slots).max())
+
     def shard(self, model: nn.Module, device: torch.device) -> None:
         """FSDP2 over the ranks: weights, gradients and AdamW state split across ranks, gathered per forward.
         The whole model is one unit because a group's expert bank is shared by three layers. Gradients are

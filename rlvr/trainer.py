@@ -21,12 +21,13 @@ import torch
 
 from rlvr.actors import TrainingActors, required_resources
 from rlvr.algorithm import ADVANTAGES, response_mask
+from rlvr.batch import make_batch
 from rlvr.cluster import check_resources, ensure_ray
 from rlvr.config import RecipeConfig
 from rlvr.data import PromptRow, fingerprint, load_prompts
 from rlvr.dynamic_sampling import collect_groups
 from rlvr.hooks import CheckpointHook, EvalHook, Hook, ParityHook, SampleDumpHook
-from rlvr.learner import make_batch, model_config_for
+from rlvr.learner import model_config_for
 from rlvr.metrics import MetricsLog, Timer, rollout_metrics
 from rlvr.restarts import WorkerFailures
 from rlvr.sampler import PromptFormat, Sampler, SamplingSettings, ScoredRollout

@@ -10,8 +10,9 @@ import torch
 import torch.multiprocessing as mp
 
 from rlvr.algorithm import group_advantages
+from rlvr.batch import make_batch
 from rlvr.cluster import free_ports
-from rlvr.learner import Learner, LearnerSpec, make_batch
+from rlvr.learner import Learner, LearnerSpec
 from rlvr.model.megrez2 import Megrez2Config, token_logprobs
 from rollout.torch_engine import TorchEngine
 
@@ -78,15 +79,16 @@ def test_a_token_outside_the_old_policys_nucleus_takes_no_part() -> None:
 
 def always_backward(learner: Learner) -> Learner:
     """The learner without the zero-advantage shortcut: every micro-batch runs backward."""
-    learner._needs_backward = lambda micros: [True] * len(micros)
+    learner._needs_backward = lambda batch, micros: [True] * len(micros)
     return learner
 
 
 @pytest.mark.parametrize("zeroed", [range(4, 12), range(12)], ids=["most-groups", "every-group"])
 def test_zero_advantage_micro_batches_skip_backward_and_make_the_same_update(zeroed: range) -> None:
-    # 2 minibatches of 6, micro-batches of 4 + 2: with rows 4-11 zeroed only the first micro-batch has a
-    # signal, so the second minibatch has no backward at all and AdamW must still step (decay, momentum)
-    optim, algorithm = {**OPTIM, "weight_decay": 0.1}, {**ALGORITHM, "micro_batch_size": 4}
+    # 2 minibatches of 6 rows (groups of 4): the first packs group 0 (a signal) apart from rows 4-5 (zeroed),
+    # the second is rows 6-11, all zeroed: it has no backward at all and AdamW must still step (decay,
+    # momentum)
+    optim, algorithm = {**OPTIM, "weight_decay": 0.1}, {**ALGORITHM, "micro_batch_tokens": 1000}
     skipping, dense = Learner(spec(optim, algorithm)), always_backward(Learner(spec(optim, algorithm)))
     results = []
     for learner in (skipping, dense):
@@ -94,7 +96,8 @@ def test_zero_advantage_micro_batches_skip_backward_and_make_the_same_update(zer
         batch.advantages[list(zeroed)] = 0.0
         results.append(learner.train_step(batch))
     got, want = results
-    assert got["backward_skipped"] == (0.75 if len(zeroed) == 8 else 1.0) and want["backward_skipped"] == 0.0
+    assert got["backward_skipped"] == pytest.approx(2 / 3 if len(zeroed) == 8 else 1.0)
+    assert want["backward_skipped"] == 0.0
     for key in ("loss", "grad_norm", "entropy", "approx_kl", "clip_low", "clip_high"):
         assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
     initial = Learner(spec(optim, algorithm)).state_dict()
@@ -114,7 +117,9 @@ ZEROED = [0, 1, 2, 6, 7, 8, 9, 10, 11]
 def test_two_data_parallel_ranks_make_the_one_rank_update(tmp_path: Path, fsdp: bool) -> None:
     # One minibatch per PPO epoch, so each rank's shard is its half of the same minibatch. The reference
     # runs every backward; the ranks skip the zero-advantage micro-batches.
-    single = always_backward(Learner(spec(algorithm={**ALGORITHM, "minibatches": 1, "micro_batch_size": 3})))
+    single = always_backward(
+        Learner(spec(algorithm={**ALGORITHM, "minibatches": 1, "micro_batch_tokens": 24}))
+    )
     batch = rollout_batch()
     batch.advantages[ZEROED] = 0.0
     single.train_step(batch)
@@ -136,7 +141,7 @@ def _rank_main(rank: int, world: int, url: str, out: str, fsdp: bool) -> None:
     batch = rollout_batch()
     batch.advantages[ZEROED] = 0.0
     shard = batch.rows(torch.arange(len(batch)).view(world, -1)[rank])  # contiguous halves per rank
-    algorithm = {**ALGORITHM, "minibatches": 1, "micro_batch_size": 3}
+    algorithm = {**ALGORITHM, "minibatches": 1, "micro_batch_tokens": 24}
     learner = Learner(spec(algorithm=algorithm, fsdp=fsdp), rank=rank, world_size=world, init_method=url)
     learner.train_step(shard)
     state = learner.state_dict()  # with FSDP a collective: every rank gathers

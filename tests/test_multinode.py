@@ -15,9 +15,10 @@ import ray
 import torch
 
 from rlvr.actors import learner_spec, start_learners
+from rlvr.batch import make_batch
 from rlvr.cluster import _single_machine_driver, secured_env, write_token
 from rlvr.config import load_recipe
-from rlvr.learner import Learner, LearnerSpec, make_batch
+from rlvr.learner import Learner, LearnerSpec
 from rlvr.model.megrez2 import Megrez2Config
 from rollout.torch_engine import TorchEngine
 

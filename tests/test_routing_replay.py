@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlvr.batch import TrainBatch, make_batch
 from rlvr.config import load_recipe
-from rlvr.learner import Learner, LearnerSpec, TrainBatch, make_batch
+from rlvr.learner import Learner, LearnerSpec
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.routing_replay import check_routing_replay, mismatch_counts, pack_routing, routing_metrics
 from rollout.torch_engine import TorchEngine

@@ -15,9 +15,10 @@ import pytest
 import torch
 from pydantic import BaseModel
 
+from rlvr.batch import make_batch
 from rlvr.config import RecipeConfig, RecipeError, load_recipe
 from rlvr.data import PromptRow, fingerprint, read_prompt_file
-from rlvr.learner import Learner, LearnerSpec, make_batch
+from rlvr.learner import Learner, LearnerSpec
 from rlvr.model.megrez2 import Megrez2Config
 from rlvr.sampler import Sampler, SamplingSettings
 from rlvr.seeds import derive_seed, prompt_seeds, sample_seed

@@ -13,7 +13,7 @@ import torch
 from rlvr.algorithm import sft_loss
 from rlvr.config import RecipeError, SFTConfig, load_recipe
 from rlvr.learner import Learner, LearnerSpec
-from rlvr.model.attention import document_positions, document_segments, packed_attention
+from rlvr.model.attention import Packing, document_positions, packed_attention
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.model.sampling import token_logprobs
 from rlvr.optim import lr_factor
@@ -78,8 +78,8 @@ def test_a_packed_sample_scores_as_if_alone_fp64() -> None:
 def test_positions_restart_per_sample_and_attention_runs_per_sample() -> None:
     docs = torch.tensor([[0, 0, 0, 1, 1, 2, -1, -1], [0, 0, 0, 0, 0, 0, 0, 1]])
     assert document_positions(docs).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1], [0, 1, 2, 3, 4, 5, 6, 0]]
-    segments = document_segments(docs)
-    assert segments == [
+    segments = Packing.from_documents(docs).runs
+    assert [[run[:3] for run in row] for row in segments] == [
         [(0, 3, True), (3, 5, True), (5, 6, True), (6, 8, False)],
         [(0, 7, True), (7, 8, True)],
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -101,9 +102,7 @@ class Context:
     cache: KVCache | None
     replay_LTK: Tensor | None  # (L, B*T, K) fixed experts per MoE layer (routing replay)
     first_moe_layer: int
-    # packed rows: per row, its runs (start, end, is_sample) in order; each sample attends causally to
-    # itself only, padding runs give zeros (never used)
-    segments: list[list[tuple[int, int, bool]]] | None = None
+    packing: Packing | None = None  # several sequences per row: attention within each (and its prefix)
 
     def replay(self, layer_id: int) -> Tensor | None:
         return None if self.replay_LTK is None else self.replay_LTK[layer_id - self.first_moe_layer]
@@ -132,8 +131,8 @@ class Attention(nn.Module):
             k, v = ctx.cache.store(layer_id, k, v)
             k, v = k.to(q.dtype), v.to(q.dtype)
         scale = 1.0 / math.sqrt(self.head_dim)
-        if ctx.segments is not None:
-            out = packed_attention(q, k, v, ctx.segments, scale)
+        if ctx.packing is not None:
+            out = packed_attention(q, k, v, ctx.packing.runs, scale)
         elif ctx.attn_mask is None:
             gqa = self.n_heads != self.n_kv_heads
             out = F.scaled_dot_product_attention(
@@ -146,37 +145,71 @@ class Attention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
+class Run(NamedTuple):
+    """Tokens [start, end) of a packed row: one sequence, or a prefix several sequences share, or padding.
+    A sequence attends causally to itself after the whole of its prefix run [prefix_start, prefix_end), if
+    any (a group's prompt); padding attends to nothing and gives zeros."""
+
+    start: int
+    end: int
+    sample: bool = True
+    prefix_start: int = 0
+    prefix_end: int = 0
+
+
+@dataclass
+class Packing:
+    """Several sequences per row (B, T): their runs per row and RoPE positions that restart per sequence (a
+    sequence after a prefix continues the prefix's positions). Each sequence's outputs then equal running
+    it alone, or after its prefix alone."""
+
+    runs: list[list[Run]]
+    positions: Tensor  # (B, T) int64
+    valid: Tensor  # (B, T) bool: not padding
+
+    @classmethod
+    def from_documents(cls, doc_BT: Tensor) -> Packing:
+        """From per-token document ids (B, T): one contiguous run of the same id per sequence, −1 padding."""
+        runs = []
+        for row in doc_BT.tolist():
+            out, start = [], 0
+            for t in range(1, len(row) + 1):
+                if t == len(row) or row[t] != row[start]:
+                    out.append(Run(start, t, row[start] >= 0))
+                    start = t
+            runs.append(out)
+        return cls(runs, document_positions(doc_BT), doc_BT >= 0)
+
+
 def packed_attention(
-    q_BHTd: Tensor, k_BHTd: Tensor, v_BHTd: Tensor, segments: list[list[tuple[int, int, bool]]], scale: float
+    q_BHTd: Tensor, k_BHTd: Tensor, v_BHTd: Tensor, runs: list[list[Run]], scale: float
 ) -> Tensor:
-    """Causal attention within each sample of packed rows: SDPA's fused causal kernel per sample, so the cost
-    is Σ length² rather than T² per row and no mask is built. Padding runs give zeros."""
+    """Causal attention within each sequence of packed rows (after its prefix run, if any): SDPA's fused
+    causal kernel per sequence, so the cost is Σ length² rather than T² per row and no (T, T) mask is built;
+    a sequence after a prefix gets a (length, prefix + length) mask. Padding runs give zeros."""
     gqa = q_BHTd.shape[1] != k_BHTd.shape[1]
     rows = []
-    for b, runs in enumerate(segments):
+    for b, row in enumerate(runs):
         parts = []
-        for start, end, is_sample in runs:
-            q = q_BHTd[b : b + 1, :, start:end]
-            if not is_sample:
+        for run in row:
+            q = q_BHTd[b : b + 1, :, run.start : run.end]
+            if not run.sample:
                 parts.append(torch.zeros_like(q))
                 continue
-            k, v = k_BHTd[b : b + 1, :, start:end], v_BHTd[b : b + 1, :, start:end]
-            parts.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa))
+            k, v = k_BHTd[b : b + 1, :, run.start : run.end], v_BHTd[b : b + 1, :, run.start : run.end]
+            mask, prefix = None, run.prefix_end - run.prefix_start
+            if prefix:
+                k = torch.cat([k_BHTd[b : b + 1, :, run.prefix_start : run.prefix_end], k], dim=2)
+                v = torch.cat([v_BHTd[b : b + 1, :, run.prefix_start : run.prefix_end], v], dim=2)
+                n = run.end - run.start
+                mask = torch.ones(n, prefix + n, dtype=torch.bool, device=q.device).tril(prefix)
+            parts.append(
+                F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale, enable_gqa=gqa
+                )
+            )
         rows.append(torch.cat(parts, dim=2))
     return torch.cat(rows)
-
-
-def document_segments(doc_BT: Tensor) -> list[list[tuple[int, int, bool]]]:
-    """Per row, the runs of equal document id as (start, end, is a sample): −1 runs are padding."""
-    out = []
-    for row in doc_BT.tolist():
-        runs, start = [], 0
-        for t in range(1, len(row) + 1):
-            if t == len(row) or row[t] != row[start]:
-                runs.append((start, t, row[start] >= 0))
-                start = t
-        out.append(runs)
-    return out
 
 
 def build_attention_mask(

@@ -37,17 +37,16 @@ from rlvr.model.attention import (
     Attention,
     Context,
     KVCache,
+    Packing,
     RMSNorm,
     build_attention_mask,
-    document_positions,
-    document_segments,
     rope_cos_sin,
 )
 from rlvr.model.checkpoint import load_checkpoint, save_pretrained
 from rlvr.model.config import PRESET_NAMES, PRESETS, RUNTIME_FIELDS, Megrez2Config, preset_config
-from rlvr.model.kernels import GatherRows, compute_dtype, expert_matmul, grouped_mm_supported
+from rlvr.model.kernels import GatherRows, compute_dtype, expert_ffn, grouped_mm_supported
 from rlvr.model.routing import Gate, Route, route_tokens
-from rlvr.model.sampling import token_logprobs
+from rlvr.model.sampling import linear_logprobs, token_logprobs
 
 # ---- MoE
 
@@ -114,7 +113,7 @@ class RoutedExperts(nn.Module):
         self.num_experts, self.hidden = num_experts, hidden
         self.w_gate_up_E2FD = nn.Parameter(torch.empty(num_experts, 2 * hidden, dim))
         self.w_down_EDF = nn.Parameter(torch.empty(num_experts, dim, hidden))
-        self.kernel = "auto"  # expert_matmul's kernel: "auto", "grouped_mm" or "loop"
+        self.kernel = "auto"  # expert_ffn's kernel: "auto", "fused", "grouped_mm" or "loop"
 
     def forward(self, x_TD: Tensor, weights_TK: Tensor, indices_TK: Tensor) -> Tensor:
         plan = Dispatch.plan(indices_TK, self.num_experts)
@@ -123,8 +122,7 @@ class RoutedExperts(nn.Module):
 
     def run_sorted(self, x_SD: Tensor, counts_E: Tensor) -> Tensor:
         w_gate_up, w_down = self.w_gate_up_E2FD.to(x_SD.dtype), self.w_down_EDF.to(x_SD.dtype)
-        gate_SF, up_SF = expert_matmul(x_SD, w_gate_up, counts_E, self.kernel).chunk(2, dim=-1)
-        return expert_matmul(F.silu(gate_SF) * up_SF, w_down, counts_E, self.kernel)
+        return expert_ffn(x_SD, w_gate_up, w_down, counts_E, self.kernel)
 
     def forward_loop(self, x_TD: Tensor, weights_TK: Tensor, indices_TK: Tensor) -> Tensor:
         """Plain reference of `forward`: one expert at a time over the tokens that picked it."""
@@ -280,7 +278,7 @@ class Megrez2Model(nn.Module):
 class CausalLMOutput:
     """What one forward returns. L counts MoE layers only (layer first_k_dense_replace is index 0)."""
 
-    logits: Tensor  # (B, T, V)
+    logits: Tensor | None  # (B, T, V), (N, V) with logits_at, None with a TokenScore
     # (L, B, T, K) int64: the experts each MoE layer used per token, chosen or replayed
     expert_indices: Tensor | None
     # (L, B, T, K) int64: the experts each MoE layer's router picked itself; `expert_indices` unless replayed
@@ -288,6 +286,21 @@ class CausalLMOutput:
     # (L, E) int64: tokens per expert per MoE layer, padding excluded (the load-balance metric)
     expert_counts: Tensor | None
     cache: KVCache | None  # the cache passed in, extended by this call
+    logprobs: Tensor | None = None  # (N,) with a TokenScore: log π_T,p of its targets
+    entropy: Tensor | None = None  # (N,) with a TokenScore: entropy of π_T,p there (no gradient)
+
+
+@dataclass
+class TokenScore:
+    """Ask the forward for log-probs of given next tokens instead of logits (`sampling.linear_logprobs`:
+    the LM head runs in chunks and the (N, V) logits never exist). Position `index[i]` of the flattened
+    (B*T) tokens is scored on `targets[i]`; a position may be listed several times (a shared prompt's last
+    token predicts each response's first)."""
+
+    index: Tensor  # (N,) int64
+    targets: Tensor  # (N,) int64
+    temperature: float = 1.0
+    top_p: float = 1.0
 
 
 class Megrez2ForCausalLM(nn.Module):
@@ -330,6 +343,8 @@ class Megrez2ForCausalLM(nn.Module):
         replay_indices: Tensor | None = None,
         document_ids: Tensor | None = None,
         logits_at: Tensor | None = None,
+        packing: Packing | None = None,
+        score: TokenScore | None = None,
     ) -> CausalLMOutput:
         """input_ids (B, T). attention_mask (B, T): 1 = real token, 0 = padding, for these T tokens only
         (a cache remembers earlier ones); left or right padding both work. cache: extended in place
@@ -338,21 +353,32 @@ class Megrez2ForCausalLM(nn.Module):
         from the current routers. document_ids (B, T): packed rows, several samples per row (one contiguous
         run of ids each, -1 padding): no token attends across samples and positions restart at 0 per
         sample, so each sample's outputs equal running it alone (instead of attention_mask; no cache).
+        packing: the general form of document_ids (`attention.Packing`: sequences may share a prefix run).
         logits_at (B, T) bool: the LM head runs at those positions only and logits are (N, V), N = the
-        count of True (SFT scores only the assistant's tokens)."""
+        count of True. score: log-probs and entropy of given next tokens instead of logits (`TokenScore`).
+        Raises ValueError on a packing with an attention_mask or a cache."""
         B, T = input_ids.shape
-        if document_ids is not None and (cache is not None or attention_mask is not None):
-            raise ValueError("document_ids (packed rows) take neither an attention_mask nor a KV cache")
-        ctx, valid_BT = self._context(input_ids, attention_mask, cache, replay_indices, document_ids)
+        if document_ids is not None:
+            packing = Packing.from_documents(document_ids.to(input_ids.device))
+        if packing is not None and (cache is not None or attention_mask is not None):
+            raise ValueError("packed rows (document_ids) take neither an attention_mask nor a KV cache")
+        ctx, valid_BT = self._context(input_ids, attention_mask, cache, replay_indices, packing)
         h_BTD, used, chosen = self.model(input_ids, ctx)
-        logits = self.lm_head(h_BTD if logits_at is None else h_BTD[logits_at])
+        logits = logprobs = entropy = None
+        if score is not None:  # the head inside forward: under FSDP its weight is gathered only here
+            h_ND = h_BTD.reshape(B * T, -1)[score.index]
+            logprobs, entropy = linear_logprobs(
+                h_ND, self.lm_head.weight, score.targets, score.temperature, score.top_p
+            )
+        else:
+            logits = self.lm_head(h_BTD if logits_at is None else h_BTD[logits_at])
         if cache is not None:
             cache.next_pos += T if valid_BT is None else valid_BT.sum(1)
             cache.length += T
         indices = torch.stack(used).view(len(used), B, T, -1) if used else None
         choice = indices if replay_indices is None or not used else torch.stack(chosen).view(indices.shape)
         counts = None if indices is None else expert_counts(indices, valid_BT, self.config.n_routed_experts)
-        return CausalLMOutput(logits, indices, choice, counts, cache)
+        return CausalLMOutput(logits, indices, choice, counts, cache, logprobs, entropy)
 
     def _context(
         self,
@@ -360,16 +386,16 @@ class Megrez2ForCausalLM(nn.Module):
         attention_mask: Tensor | None,
         cache: KVCache | None,
         replay: Tensor | None,
-        document_ids: Tensor | None = None,
+        packing: Packing | None = None,
     ) -> tuple[Context, Tensor | None]:
         B, T = input_ids.shape
         replay_LTK = None if replay is None else replay.reshape(replay.shape[0], B * T, -1)
         first_moe = self.config.first_k_dense_replace
-        if document_ids is not None:  # packed samples: attention within each sample, positions per sample
-            doc = document_ids.to(input_ids.device)
-            cos, sin = rope_cos_sin(document_positions(doc), self.config.head_dim, self.config.rope_theta)
-            segments = document_segments(doc)
-            return Context(cos, sin, None, False, None, replay_LTK, first_moe, segments), doc >= 0
+        if packing is not None:  # packed sequences: attention within each (and its prefix), own positions
+            pos = packing.positions.to(input_ids.device)
+            cos, sin = rope_cos_sin(pos, self.config.head_dim, self.config.rope_theta)
+            ctx = Context(cos, sin, None, False, None, replay_LTK, first_moe, packing)
+            return ctx, packing.valid.to(pos.device)
         valid_BT = (
             None if attention_mask is None else attention_mask.to(device=input_ids.device, dtype=torch.bool)
         )
@@ -550,6 +576,7 @@ __all__ = [  # re-exported from their own modules for `from rlvr.model.megrez2 i
     "Gate",
     "KVCache",
     "Megrez2Config",
+    "Packing",
     "Route",
     "build_attention_mask",
     "grouped_mm_supported",
