@@ -232,7 +232,13 @@ class RolloutConfig(Section):
         0.5, gt=0, le=1, description="vLLM's share of a GPU (the learner may share it)"
     )
     parity_probe: bool = Field(
-        True, description="after each weight sync, compare learner and engine logprobs on fixed prompts"
+        True, description="after a weight sync, compare learner and engine logprobs on fixed prompts"
+    )
+    parity_every: int = Field(
+        10,
+        ge=1,
+        description="steps between parity probes (the first step's always; 1 = every step). Every step's "
+        "update reports logprob_gap on its own rollouts anyway (old_logprobs: recompute)",
     )
     parity_prompts: int = Field(8, ge=1, description="prompts in the parity probe (from the train set)")
     capture_routing: bool = Field(

@@ -37,12 +37,15 @@ class Hook:
 
 class ParityHook(Hook):
     """Learner vs engine log-probs of the same sampled tokens on fixed train prompts, right after a sync: the
-    engine serves the weights the learner holds (`rollout.parity_probe`)."""
+    engine serves the weights the learner holds (`rollout.parity_probe`), on the first step and every
+    `rollout.parity_every` steps. It samples again (about a tenth of a CPU step), so it is not run every
+    step by default: each update's `logprob_gap` compares the same two policies on the step's own
+    rollouts (with `algorithm.old_logprobs: recompute`, at no cost)."""
 
     def after_sync(self, step: int) -> dict[str, Any]:
         t = self.trainer
         r = t.recipe.rollout
-        if not r.parity_probe:
+        if not r.parity_probe or (step - 1) % r.parity_every:
             return {}
         rows = t.prompts.rows[: r.parity_prompts]
         prompts = [t.format.ids(row) for row in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rlvr.config import RecipeConfig
 
@@ -91,6 +92,7 @@ def describe_model(config: RecipeConfig, report: PlanReport) -> None:
         f"parameters, {_count(active)} activated per token (no embeddings); learner state "
         f"(fp32 weights, grads, AdamW) {total * 16 / 2**30:.1f} GiB"
     )
+    report.lines.append(micro_batch_line(config, model_config))
     res = config.resources
     per_rank = total * 16 / 2**30 / (res.learner_workers if res.fsdp else 1)
     report.lines.append(
@@ -101,6 +103,52 @@ def describe_model(config: RecipeConfig, report: PlanReport) -> None:
             f"each learner rank holds {per_rank:.0f} GiB of learner state before activations: set "
             "resources.fsdp: true and/or more learner_workers, or use GPUs with more memory"
         )
+
+
+def activation_bytes(model: Any, tokens: int, width: int, checkpointing: bool) -> int:
+    """Activations a learner forward keeps for its backward, `tokens` packed tokens at `width` bytes an
+    element. Per token and layer (the tensors autograd saves, counted from `rlvr/model`): the two norms' in
+    and out (4D), q, k, v before and after RoPE and the attention output (3·H·hd + 4·Hkv·hd), the router's
+    scores (E); a MoE layer's K dispatched rows, gate/up, silu·up and down outputs (K·(2D + 4F)) and the
+    shared experts' (4·F_shared); a dense layer's MLP (4·I). Activation checkpointing keeps each layer's input
+    instead, and one layer's worth at a time. An estimate (±30%): allocator slack and temporaries are not
+    counted."""
+    c = model
+    attention = (
+        4 * c.hidden_size + 3 * c.num_attention_heads * c.head_dim + 4 * c.num_key_value_heads * c.head_dim
+    )
+    shared = 4 * c.n_shared_experts * c.moe_intermediate_size
+    moe = (
+        c.num_experts_per_tok * (2 * c.hidden_size + 4 * c.moe_intermediate_size)
+        + shared
+        + c.n_routed_experts
+    )
+    per_layer = [
+        attention + (moe if c.is_moe_layer(i) else 4 * c.intermediate_size)
+        for i in range(c.num_hidden_layers)
+    ]
+    kept = c.num_hidden_layers * c.hidden_size + max(per_layer) if checkpointing else sum(per_layer)
+    return tokens * kept * width
+
+
+def micro_batch_line(config: RecipeConfig, model: Any) -> str:
+    """What one learner micro-batch costs: its activations, the LM head's chunk of logits, and the full logits
+    that chunking avoids."""
+    from rlvr.model.sampling import LOGPROB_CHUNK
+
+    a, m = config.algorithm, config.model
+    device = "cuda" if config.resources.gpus_per_learner > 0 else "cpu"
+    width = 2 if m.compute_dtype(device) == "bfloat16" else 4
+    tokens = a.micro_batch_tokens
+    acts = activation_bytes(model, tokens, width, m.activation_checkpointing)
+    chunk = 4 * LOGPROB_CHUNK * model.vocab_size * 4  # z, processed z, p, dz in fp32
+    full = 3 * tokens * model.vocab_size * 4  # logits, processed copy, log-softmax: what is not built
+    return (
+        f"learner micro-batch: {tokens} packed tokens ~{acts / 2**30:.1f} GiB of activations "
+        f"({'checkpointed' if m.activation_checkpointing else 'no checkpointing'}, {8 * width}-bit) + "
+        f"{chunk / 2**30:.2f} GiB for the LM head's {LOGPROB_CHUNK}-token chunk (the full fp32 logits and "
+        f"their copies, never built, would be {full / 2**30:.1f} GiB)"
+    )
 
 
 def _count(n: int) -> str:

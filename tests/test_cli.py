@@ -53,6 +53,9 @@ def test_train_bad_override_names_the_field() -> None:
     out = rlvr("train", "recipes/tiny.yaml", "rollout.temperatur=1.0", "--dry-run")
     assert out.returncode == 2
     assert "unknown key 'rollout.temperatur'; did you mean 'rollout.temperature'?" in out.stderr
+    out = rlvr("train", "recipes/tiny.yaml", "algorithm.micro_batch_size=4", "--dry-run")
+    assert out.returncode == 2 and "algorithm.micro_batch_size is no longer a key" in out.stderr
+    assert "algorithm.micro_batch_tokens" in out.stderr
 
 
 def test_dry_run_reports_malformed_rows_and_warns_of_missing_files(tmp_path: Path) -> None:
@@ -77,6 +80,12 @@ def test_full_scale_recipe_dry_run_builds_the_model_on_meta() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "31 layers, hidden 2048, 64 experts top-6; 7.50B parameters, 2.99B activated" in out.stdout
     assert "GPUs: 8 in all" in out.stdout
+    # what one learner micro-batch costs, and the 128,880-token vocabulary's logits it never builds
+    assert (
+        "learner micro-batch: 16384 packed tokens ~4.9 GiB of activations (checkpointed, 16-bit)"
+        in out.stdout
+    )
+    assert "never built, would be 23.6 GiB" in out.stdout
 
 
 def test_eval_of_a_path_that_does_not_exist_says_what_to_give(tmp_path: Path) -> None:

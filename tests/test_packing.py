@@ -136,3 +136,26 @@ def test_packing_lays_groups_out_once_and_micro_batches_keep_to_the_budget() -> 
         for m in micros:
             if len(prompt_groups(batch.rows(m), True)) > 1:
                 assert pack_rows(batch.rows(m), True).input_ids.shape[1] <= budget
+
+
+def test_the_plans_activation_estimate_matches_what_autograd_saves() -> None:
+    # `rlvr train --dry-run` says what a micro-batch costs: its estimate against the bytes of every tensor
+    # the forward saves for backward (each storage once, parameters left out)
+    from rlvr.model.megrez2 import Megrez2ForCausalLM, TokenScore
+    from rlvr.plan import activation_bytes
+
+    config = Megrez2Config.preset("tiny")
+    model, tokens = Megrez2ForCausalLM(config), 256
+    ids = torch.randint(0, config.vocab_size, (1, tokens))
+    saved: dict[int, int] = {}
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    score = TokenScore(torch.arange(tokens - 1), ids[0, 1:])
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model(ids, document_ids=(torch.arange(tokens) // 64)[None], score=score)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    measured = sum(size for ptr, size in saved.items() if ptr not in params)
+    assert 0.7 < measured / activation_bytes(config, tokens, 4, checkpointing=False) < 1.3

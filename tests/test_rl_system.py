@@ -99,7 +99,11 @@ def test_dynamic_sampling_never_loops_forever_and_says_when_short() -> None:
 @pytest.mark.slow
 def test_a_killed_rollout_worker_is_restarted_and_the_step_completes(local_ray: None, tmp_path: Path) -> None:
     trainer = _trainer(
-        tmp_path, "rollout.workers=2", "rollout.prompts_per_step=8", "rollout.max_new_tokens=48"
+        tmp_path,
+        "rollout.workers=2",
+        "rollout.prompts_per_step=8",
+        "rollout.max_new_tokens=48",
+        "rollout.parity_every=1",
     )
     try:
         health = ray.get(trainer.actors.rollout_workers[1].health.remote())

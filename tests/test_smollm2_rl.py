@@ -62,7 +62,7 @@ def test_import_build_train_two_steps_and_evaluate_the_real_model(
         "sft.heldout=4", "sft.save_every=0",
         "trainer.steps=2", "trainer.eval_every=2", "trainer.eval_k=1", "trainer.save_every=2",
         "rollout.prompts_per_step=4", "rollout.n=2", "rollout.max_new_tokens=32", "rollout.parity_prompts=2",
-        "algorithm.minibatches=1", "algorithm.dynamic_sampling=false",
+        "rollout.parity_every=1", "algorithm.minibatches=1", "algorithm.dynamic_sampling=false",
     )  # fmt: skip
     sft = [json.loads(line) for line in (run / "sft/metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in sft] == [1, 2] and sft[-1][

@@ -46,6 +46,7 @@ def test_train_runs_checkpoints_and_resumes(local_ray: None, tmp_path: Path) -> 
         "verifier.workers=1",
         "optim.lr=1e-3",
         "trainer.wandb=false",
+        "rollout.parity_every=1",
     ]
     recipe = load_recipe(REPO / "recipes/tiny.yaml", overrides)
     last = train(recipe)

@@ -7,7 +7,7 @@ Shape suffixes: B batch, T query tokens, S key slots, H heads, d head_dim, D hid
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -132,7 +132,7 @@ class Attention(nn.Module):
             k, v = k.to(q.dtype), v.to(q.dtype)
         scale = 1.0 / math.sqrt(self.head_dim)
         if ctx.packing is not None:
-            out = packed_attention(q, k, v, ctx.packing.runs, scale)
+            out = packed_attention(q, k, v, ctx.packing.runs, scale, ctx.packing.masks)
         elif ctx.attn_mask is None:
             gqa = self.n_heads != self.n_kv_heads
             out = F.scaled_dot_product_attention(
@@ -166,6 +166,7 @@ class Packing:
     runs: list[list[Run]]
     positions: Tensor  # (B, T) int64
     valid: Tensor  # (B, T) bool: not padding
+    masks: dict[tuple[int, int], Tensor] = field(default_factory=dict)  # built once, used by every layer
 
     @classmethod
     def from_documents(cls, doc_BT: Tensor) -> Packing:
@@ -182,7 +183,12 @@ class Packing:
 
 
 def packed_attention(
-    q_BHTd: Tensor, k_BHTd: Tensor, v_BHTd: Tensor, runs: list[list[Run]], scale: float
+    q_BHTd: Tensor,
+    k_BHTd: Tensor,
+    v_BHTd: Tensor,
+    runs: list[list[Run]],
+    scale: float,
+    masks: dict[tuple[int, int], Tensor] | None = None,
 ) -> Tensor:
     """Causal attention within each sequence of packed rows (after its prefix run, if any): SDPA's fused
     causal kernel per sequence, so the cost is Σ length² rather than T² per row and no (T, T) mask is built;
@@ -201,8 +207,12 @@ def packed_attention(
             if prefix:
                 k = torch.cat([k_BHTd[b : b + 1, :, run.prefix_start : run.prefix_end], k], dim=2)
                 v = torch.cat([v_BHTd[b : b + 1, :, run.prefix_start : run.prefix_end], v], dim=2)
-                n = run.end - run.start
-                mask = torch.ones(n, prefix + n, dtype=torch.bool, device=q.device).tril(prefix)
+                n, masks = run.end - run.start, {} if masks is None else masks
+                if (prefix, n) not in masks:
+                    masks[prefix, n] = torch.ones(n, prefix + n, dtype=torch.bool, device=q.device).tril(
+                        prefix
+                    )
+                mask = masks[prefix, n]
             parts.append(
                 F.scaled_dot_product_attention(
                     q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale, enable_gqa=gqa

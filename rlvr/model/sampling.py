@@ -50,13 +50,16 @@ def token_logprobs(logits_BTV: Tensor, targets_BT: Tensor) -> Tensor:
     return logits.gather(-1, targets_BT.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
+LOGPROB_CHUNK = 512  # tokens whose logits exist at once in `linear_logprobs`
+
+
 def linear_logprobs(
     hidden_ND: Tensor,
     weight_VD: Tensor,
     targets_N: Tensor,
     temperature: float = 1.0,
     top_p: float = 1.0,
-    chunk_size: int = 512,
+    chunk_size: int = LOGPROB_CHUNK,
 ) -> tuple[Tensor, Tensor]:
     """log π_T,p(target) and the entropy H(π_T,p) per token from the final hidden states, (N,) fp32 each.
 
