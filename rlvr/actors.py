@@ -116,9 +116,9 @@ class LearnerGroup:
         futures = [getattr(r, method).remote(batch.rows(s)) for r, s in zip(self.ranks, shards, strict=True)]
         return ray.get(futures)[0]
 
-    def full_state(self) -> dict[str, torch.Tensor]:
-        """The full weights (with FSDP the shards are gathered); rank 0's copy."""
-        return self.all("state_dict")[0]
+    def state_ref(self) -> Any:
+        """A Ray reference to rank 0's full weights, put by rank 0 itself (they never pass the driver)."""
+        return self.all("state_ref")[0][0]
 
     def save(self, path: str) -> None:
         """Every rank writes its part of a checkpoint into the folder `path` (model, optimiser, RNG)."""
@@ -182,7 +182,7 @@ class TrainingActors:
         self.learners = LearnerGroup(recipe, learner_spec(recipe, model_config))
         # the first weights stay referenced for the run: Ray restarts a dead rollout worker from its
         # constructor arguments (then the current weights are loaded into it)
-        self.initial_state_ref = state_ref = ray.put(self._full_state())
+        self.initial_state_ref = state_ref = self.learners.state_ref()
         self.state_ref = state_ref
         self.restarts = RestartBudget(recipe.rollout.max_restarts, recipe.rollout.restart_window_s)
         self.rollout_workers = [
@@ -276,14 +276,11 @@ class TrainingActors:
 
     def sync_weights(self) -> float:
         """Rank 0's weights into every rollout engine, in place; returns the slowest sync in seconds."""
-        self.state_ref = ray.put(self._full_state())
+        self.state_ref = self.learners.state_ref()
         # a worker that died since its last call is restarted by Ray and loads the same weights
         load = lambda k: self.rollout_workers[k].update_weights.remote(self.state_ref)  # noqa: E731
         futures = [load(k) for k in range(len(self.rollout_workers))]
         return max(gather_with_restarts(futures, load, self.restarts, "rollout worker"))
-
-    def _full_state(self) -> dict[str, torch.Tensor]:
-        return self.learners.full_state()
 
     def save(self, path: str) -> None:
         """Every learner rank writes its part of a checkpoint into the folder `path`."""

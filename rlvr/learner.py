@@ -452,6 +452,15 @@ class Learner:
         the shards, so every rank must call it."""
         return self.parallel.full_state(self.model)
 
+    def state_ref(self) -> list[Any]:
+        """Rank 0's full weights put into Ray's object store from this process: one copy, instead of a trip
+        through the driver (which would unpickle and put them again). In a one-element list, so that Ray
+        hands the reference on rather than its value; other ranks return []. Every rank must call it."""
+        import ray
+
+        state = self.state_dict()
+        return [ray.put(state)] if self.rank == 0 else []
+
     def save(self, path: str) -> None:
         """Model (official layout) plus optimiser, scheduler and RNG states; every rank must call it. Rank 0
         writes the model; optimiser state is written per rank when sharded, once otherwise."""
