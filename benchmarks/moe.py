@@ -3,8 +3,11 @@
 Each measurement is forward + backward of the whole model on a next-token loss, run in a fresh subprocess so
 that its peak memory is its own. Variants:
 
-  optimised   rlvr's RoutedExperts: token-slots sorted by expert, one grouped GEMM per projection (torch's
-              grouped_mm) or one matmul per active expert.
+  optimised   rlvr's RoutedExperts with its default kernel ("auto"): on CPU "fused", one autograd node for
+              dispatch, experts and combine that runs expert by expert on single-threaded workers; on CUDA
+              token-slots sorted by expert and one grouped GEMM per projection (torch's grouped_mm).
+  grouped_mm  (CPU, in the alternating runs) the same module with kernel "grouped_mm", the CPU default before
+              the fused kernel: a grouped GEMM per projection, autograd between them.
   hf_loop     the training-path expert loop of DeepSeek-V2-lineage HF remote code (Megrez2's config is of
               that family; its own remote code was not available to check): per-expert nn.Linear modules,
               every expert visited, its tokens picked with a boolean mask, `y[mask] = expert(x[mask])`, then a
@@ -18,9 +21,10 @@ bf16 matmul peak measured in the same run. FLOPs counted: 6 x activated matmul p
 included, the embedding lookup not, k routed + shared experts and the router per MoE layer) plus causal
 attention, 3 x 2 x 2 x head_dim x heads x (T+1)/2 per token per layer; activation recompute is not counted.
 
-A second table times one routed-expert bank alone (dispatch, experts, combine; forward + backward), the two
-variants alternating step by step in one process, so that the ratio survives a machine shared with other work.
-On CPU, glibc malloc is tuned for both variants (CPU_MALLOC_ENV; `--plain-malloc` turns that off).
+A second table times one routed-expert bank alone (dispatch, experts, combine; forward + backward, the routing
+weights' gradient included), the variants alternating step by step in one process, so that the ratio survives
+a machine shared with other work; each row records the 1-minute load average before and after it. On CPU,
+glibc malloc is tuned for all variants (CPU_MALLOC_ENV; `--plain-malloc` turns that off).
 
     python benchmarks/moe.py                      # CPU: tiny and small, fp32
     python benchmarks/moe.py --device cuda        # GPU: small and the real layer shapes (7 layers), bf16
@@ -227,12 +231,17 @@ def measure_paired(spec: Spec) -> dict:
     if spec.threads:
         torch.set_num_threads(spec.threads)
     model, ids, amp = build_model(spec)
+    load_before = os.getloadavg()[0]
     loop_model = copy.deepcopy(model)
     check_err = swap_in_hf_loop_checked(loop_model, ids[:1, :-1], amp)
     steps = {
         "optimised": make_step(model, ids, amp, False),
         "hf_loop": make_step(loop_model, ids, amp, False),
     }
+    if spec.device == "cpu":  # the kernel the fused one replaced as CPU default
+        grouped_model = copy.deepcopy(model)
+        set_kernel(grouped_model, "grouped_mm")
+        steps["grouped_mm"] = make_step(grouped_model, ids, amp, False)
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(spec.warmup + spec.steps):
         for name, step in steps.items():
@@ -244,35 +253,57 @@ def measure_paired(spec: Spec) -> dict:
         row[f"{name}_step_s_median"], row[f"{name}_step_s_min"] = statistics.median(ts), min(ts)
     row["ratio_median"] = row["hf_loop_step_s_median"] / row["optimised_step_s_median"]
     row["ratio_best"] = row["hf_loop_step_s_min"] / row["optimised_step_s_min"]
+    if "grouped_mm" in times:
+        row["grouped_mm_ratio_median"] = row["hf_loop_step_s_median"] / row["grouped_mm_step_s_median"]
+    row["loadavg_1min"] = [load_before, os.getloadavg()[0]]
     return row
+
+
+def set_kernel(model: Megrez2ForCausalLM, kernel: str) -> None:
+    for i in model.config.moe_layer_ids:
+        model.model.layers[i].mlp.experts.kernel = kernel
 
 
 @dataclasses.dataclass
 class LayerSpec:
-    """One routed-expert bank alone (dispatch, experts, combine; forward + backward), both variants."""
+    """One routed-expert bank alone (dispatch, experts, combine; forward + backward), all variants."""
 
     config: str
     device: str
     tokens: int
     param_dtype: str = "float32"
-    rounds: int = 7
+    rounds: int = 9
+    threads: int = 0  # CPU intra-op threads; 0 = torch's default. 1: no thread ever waits for another
+
+
+def layer_variants(spec: LayerSpec) -> dict[str, nn.Module]:
+    """The bank (random weights, seed 0), the HF loop over the same weights and, on CPU, the bank on the
+    grouped_mm kernel."""
+    torch.manual_seed(0)
+    config, device = build_config(spec.config), torch.device(spec.device)
+    bank = RoutedExperts(config.n_routed_experts, config.hidden_size, config.moe_intermediate_size)
+    bank.to(device, getattr(torch, spec.param_dtype))
+    nn.init.normal_(bank.w_gate_up_E2FD, std=0.02)
+    nn.init.normal_(bank.w_down_EDF, std=0.02)
+    variants: dict[str, nn.Module] = {"optimised": bank, "hf_loop": HFLoopExperts(bank)}
+    if device.type == "cpu":
+        variants["grouped_mm"] = copy.deepcopy(bank)
+        variants["grouped_mm"].kernel = "grouped_mm"
+    return variants
 
 
 def measure_layer(spec: LayerSpec) -> dict:
-    """The two variants alternate step by step in one process, so that both see the same machine load."""
-    torch.manual_seed(0)
-    config, device, dtype = (
-        build_config(spec.config),
-        torch.device(spec.device),
-        getattr(torch, spec.param_dtype),
-    )
-    E, D, K = config.n_routed_experts, config.hidden_size, config.num_experts_per_tok
-    bank = RoutedExperts(E, D, config.moe_intermediate_size).to(device, dtype)
-    nn.init.normal_(bank.w_gate_up_E2FD, std=0.02)
-    nn.init.normal_(bank.w_down_EDF, std=0.02)
-    variants = {"optimised": bank, "hf_loop": HFLoopExperts(bank)}
-    x = torch.randn(spec.tokens, D, device=device, dtype=dtype, requires_grad=True)
+    """The variants alternate step by step in one process, so that all see the same machine load."""
+    load_before = os.getloadavg()[0]
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    variants = layer_variants(spec)
+    config, device = build_config(spec.config), torch.device(spec.device)
+    E, K = config.n_routed_experts, config.num_experts_per_tok
+    x = torch.randn(spec.tokens, config.hidden_size, device=device, dtype=getattr(torch, spec.param_dtype))
+    x.requires_grad_()
     weights, indices = torch.rand(spec.tokens, E, device=device).topk(K, dim=-1)
+    weights.requires_grad_()  # as the router's are
 
     def step(module: nn.Module) -> float:
         t0 = time.perf_counter()
@@ -280,21 +311,23 @@ def measure_layer(spec: LayerSpec) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         module.zero_grad(set_to_none=True)
-        x.grad = None
+        x.grad = weights.grad = None
         return time.perf_counter() - t0
 
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(2):  # warm-up
-        for module in variants.values():
-            step(module)
-    for _ in range(spec.rounds):
+    for i in range(2 + spec.rounds):  # 2 warm-up rounds
         for name, module in variants.items():
-            times[name].append(step(module))
-    row = {**dataclasses.asdict(spec), "slots": spec.tokens * K}
+            seconds = step(module)
+            if i >= 2:
+                times[name].append(seconds)
+    row = {**dataclasses.asdict(spec), "threads": torch.get_num_threads(), "slots": spec.tokens * K}
     for name, ts in times.items():
         row[f"{name}_ms_median"], row[f"{name}_ms_min"] = 1e3 * statistics.median(ts), 1e3 * min(ts)
     row["ratio_median"] = row["hf_loop_ms_median"] / row["optimised_ms_median"]
     row["ratio_best"] = row["hf_loop_ms_min"] / row["optimised_ms_min"]
+    if "grouped_mm" in times:
+        row["grouped_mm_ratio_median"] = row["hf_loop_ms_median"] / row["grouped_mm_ms_median"]
+    row["loadavg_1min"] = [load_before, os.getloadavg()[0]]
     return row
 
 
@@ -340,7 +373,9 @@ def cpu_plan(steps: int) -> list[Spec]:
 
 def layer_plan(device: str) -> list[LayerSpec]:
     if device == "cpu":  # 64 tokens: few per expert, as in decoding; 1024: the training step's batch
-        return [LayerSpec("small", "cpu", tokens) for tokens in (64, 1024)]
+        return [LayerSpec("small", "cpu", tokens) for tokens in (64, 1024)] + [
+            LayerSpec("small", "cpu", 1024, threads=1)  # the work alone: no thread waits for another
+        ]
     return [
         LayerSpec(name, "cuda", tokens, param_dtype="bfloat16")
         for name in ("small", "megrez2-7L")
@@ -375,11 +410,13 @@ def summarise(rows: list[dict], peaks: dict[str, float]) -> dict:
         if "error" not in row and row["variant"] != "paired":
             for name, peak in peaks.items():
                 row[f"mfu_{name}"] = row["tokens_per_s"] * row["flops_per_token"] / peak
-    return {
-        r["config"]: {"median_step": r["ratio_median"], "best_step": r["ratio_best"]}
-        for r in rows
-        if r["variant"] == "paired" and "error" not in r
-    }
+    ratios = {}
+    for r in rows:
+        if r["variant"] == "paired" and "error" not in r:
+            ratios[r["config"]] = {"median_step": r["ratio_median"], "best_step": r["ratio_best"]}
+            if "grouped_mm_ratio_median" in r:
+                ratios[r["config"]]["grouped_mm_median_step"] = r["grouped_mm_ratio_median"]
+    return ratios
 
 
 def print_table(rows: list[dict], ratios: dict) -> None:
@@ -396,18 +433,25 @@ def print_table(rows: list[dict], ratios: dict) -> None:
         print(f"{r['config']:<11} {r['variant']:<10} {dtype:<9} {r['compile']!s:<7} "
               f"{r['batch']}x{r['seq']:<7} {r['tokens_per_s']:>10.0f} {1e3 * r['step_s_median']:>9.1f} "
               f"{r['peak_memory_gb']:>8.2f} {mfu[0]} {mfu[1]}")  # fmt: skip
-    print("\nspeed ratio, both variants alternating in one process:")
+    print("\nspeed ratio, the variants alternating in one process:")
     for name, ratio in ratios.items():
+        grouped = ratio.get("grouped_mm_median_step")
         print(f"{name}: optimised / hf_loop = {ratio['median_step']:.2f}x (median step), "
-              f"{ratio['best_step']:.2f}x (best step)")  # fmt: skip
+              f"{ratio['best_step']:.2f}x (best step)"
+              + (f"; grouped_mm / hf_loop = {grouped:.2f}x (median step)" if grouped else ""))  # fmt: skip
 
 
 def print_layer_table(rows: list[dict]) -> None:
     print("\none routed-expert bank, forward + backward (dispatch, experts, combine):")
-    print(f"{'config':<11} {'tokens':>6} {'optimised ms':>13} {'hf_loop ms':>11} {'ratio':>6} {'best':>6}")
+    print(f"{'config':<11} {'tokens':>6} {'threads':>7} {'optimised ms':>13} {'hf_loop ms':>11} {'ratio':>6} "
+          f"{'best':>6} {'grouped_mm ms':>14} {'ratio':>6} {'load':>9}")  # fmt: skip
     for r in rows:
         ms = f"{r['optimised_ms_median']:>13.1f} {r['hf_loop_ms_median']:>11.1f}"
-        print(f"{r['config']:<11} {r['tokens']:>6} {ms} {r['ratio_median']:>5.2f}x {r['ratio_best']:>5.2f}x")
+        grouped = (f"{r['grouped_mm_ms_median']:>14.1f} {r['grouped_mm_ratio_median']:>5.2f}x"
+                   if "grouped_mm_ms_median" in r else f"{'-':>14} {'-':>6}")  # fmt: skip
+        load = "{:.1f}-{:.1f}".format(*r["loadavg_1min"])
+        print(f"{r['config']:<11} {r['tokens']:>6} {r['threads']:>7} {ms} {r['ratio_median']:>5.2f}x "
+              f"{r['ratio_best']:>5.2f}x {grouped} {load:>9}")  # fmt: skip
 
 
 def cpu_name() -> str:

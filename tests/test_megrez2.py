@@ -207,7 +207,7 @@ def test_presets_cover_the_recipe_field() -> None:
     ],
     ids=["pre_gate", "same_layer", "grouped_topk"],
 )
-@pytest.mark.parametrize("kernel", ["grouped_mm", "loop"])
+@pytest.mark.parametrize("kernel", ["fused", "grouped_mm", "loop"])
 def test_optimised_forward_and_grads_match_naive_model(overrides, kernel) -> None:
     model = make_tiny(**overrides)
     for i in model.config.moe_layer_ids:
@@ -229,7 +229,7 @@ def test_optimised_forward_and_grads_match_naive_model(overrides, kernel) -> Non
 
 
 def test_routed_experts_match_their_loop_reference() -> None:
-    """Both kernels against the plain per-expert loop, forward and backward; experts 6 and 7 get no tokens
+    """Every kernel against the plain per-expert loop, forward and backward; experts 6 and 7 get no tokens
     (their gradient must be exactly zero, not stale memory)."""
     torch.manual_seed(0)
     bank = RoutedExperts(num_experts=8, dim=64, hidden=32)
@@ -249,13 +249,54 @@ def test_routed_experts_match_their_loop_reference() -> None:
         return out.detach(), [p.grad.clone() for p in params]
 
     expected, expected_grads = run(bank.forward_loop)
-    for kernel in ("grouped_mm", "loop"):
+    for kernel in ("fused", "grouped_mm", "loop"):
         bank.kernel = kernel
         out, grads = run(bank)
         torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
         for got, ref in zip(grads, expected_grads, strict=True):
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
         assert not grads[2][6:].any() and not grads[3][6:].any()
+
+
+def test_fused_experts_are_bit_for_bit_reproducible_whatever_the_thread_count() -> None:
+    """The fused CPU kernel hands experts to as many workers as there are intra-op threads, in whatever order
+    they come free; each expert's rows are one thread's work, so the output and every gradient are the same
+    bits on 1, 2 or 3 threads and from run to run (routing replay needs reproducible logits)."""
+    torch.manual_seed(0)
+    bank = RoutedExperts(num_experts=8, dim=64, hidden=32)
+    torch.nn.init.normal_(bank.w_gate_up_E2FD, std=0.1)
+    torch.nn.init.normal_(bank.w_down_EDF, std=0.1)
+    x = torch.randn(200, 64, requires_grad=True)
+    indices = torch.stack([torch.randperm(8)[:2] for _ in range(200)])
+    weights = torch.rand(200, 2, requires_grad=True)
+    params = [x, weights, bank.w_gate_up_E2FD, bank.w_down_EDF]
+
+    def run() -> list[torch.Tensor]:
+        for p in params:
+            p.grad = None
+        out = bank(x, weights, indices)
+        out.square().sum().backward()
+        return [out.detach(), *(p.grad for p in params)]
+
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3, 2):
+            torch.set_num_threads(n)
+            results.append(run())
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
+    with torch.inference_mode():  # grad and inference mode are per thread: the workers take the caller's
+        assert torch.equal(bank(x, weights, indices), results[0][0])
+
+
+def test_unknown_expert_kernel_is_refused() -> None:
+    bank = RoutedExperts(num_experts=4, dim=16, hidden=8)
+    bank.kernel = "fast"
+    with pytest.raises(ValueError, match="unknown expert kernel 'fast'"):
+        bank(torch.randn(3, 16), torch.rand(3, 2), torch.tensor([[0, 1], [1, 2], [2, 3]]))
 
 
 def test_gate_bias_picks_experts_but_does_not_weight_them() -> None:

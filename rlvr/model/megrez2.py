@@ -44,7 +44,7 @@ from rlvr.model.attention import (
 )
 from rlvr.model.checkpoint import load_checkpoint, save_pretrained
 from rlvr.model.config import PRESET_NAMES, PRESETS, RUNTIME_FIELDS, Megrez2Config, preset_config
-from rlvr.model.kernels import GatherRows, compute_dtype, expert_ffn, grouped_mm_supported
+from rlvr.model.kernels import FusedRoutedExperts, GatherRows, compute_dtype, expert_ffn, grouped_mm_supported
 from rlvr.model.routing import Gate, Route, route_tokens
 from rlvr.model.sampling import linear_logprobs, token_logprobs
 
@@ -113,14 +113,20 @@ class RoutedExperts(nn.Module):
         self.num_experts, self.hidden = num_experts, hidden
         self.w_gate_up_E2FD = nn.Parameter(torch.empty(num_experts, 2 * hidden, dim))
         self.w_down_EDF = nn.Parameter(torch.empty(num_experts, dim, hidden))
-        self.kernel = "auto"  # expert_ffn's kernel: "auto", "fused", "grouped_mm" or "loop"
+        self.kernel = "auto"  # "auto", "fused", "grouped_mm" or "loop" (kernels.py; auto: fused on CPU)
 
     def forward(self, x_TD: Tensor, weights_TK: Tensor, indices_TK: Tensor) -> Tensor:
+        """(T, D) tokens, (T, K) routing weights and experts -> (T, D): the weighted sum of their outputs."""
         plan = Dispatch.plan(indices_TK, self.num_experts)
-        x_SD = plan.dispatch(x_TD.to(compute_dtype(x_TD)))
+        x_TD = x_TD.to(compute_dtype(x_TD))
+        if FusedRoutedExperts.selected(self.kernel, x_TD):
+            w_gate_up, w_down = self.w_gate_up_E2FD.to(x_TD.dtype), self.w_down_EDF.to(x_TD.dtype)
+            return FusedRoutedExperts.apply(x_TD, weights_TK.to(x_TD.dtype), w_gate_up, w_down, plan)
+        x_SD = plan.dispatch(x_TD)
         return plan.combine(self.run_sorted(x_SD, plan.counts_E), weights_TK)
 
     def run_sorted(self, x_SD: Tensor, counts_E: Tensor) -> Tensor:
+        """The experts on (S, D) slots sorted by expert with the per-projection kernels (grouped_mm, loop)."""
         w_gate_up, w_down = self.w_gate_up_E2FD.to(x_SD.dtype), self.w_down_EDF.to(x_SD.dtype)
         return expert_ffn(x_SD, w_gate_up, w_down, counts_E, self.kernel)
 
