@@ -47,6 +47,7 @@ from rlvr.routing_replay import mismatch_counts, replay_indices, routing_metrics
 from rlvr.seeds import derive_seed
 from rlvr.sft_data import SFTBatch
 from rlvr.threads import use_cores
+from rollout.types import Weights
 
 
 def model_config_for(recipe: RecipeConfig) -> Megrez2Config:
@@ -453,13 +454,14 @@ class Learner:
         return self.parallel.full_state(self.model)
 
     def state_ref(self) -> list[Any]:
-        """Rank 0's full weights put into Ray's object store from this process: one copy, instead of a trip
-        through the driver (which would unpickle and put them again). In a one-element list, so that Ray
+        """Rank 0's full weights put into Ray's object store from this process as `Weights` (which engines
+        read without a copy): one copy, instead of a trip through the driver (which would unpickle and put
+        them again). In a one-element list, so that Ray
         hands the reference on rather than its value; other ranks return []. Every rank must call it."""
         import ray
 
         state = self.state_dict()
-        return [ray.put(state)] if self.rank == 0 else []
+        return [ray.put(Weights.of(state))] if self.rank == 0 else []
 
     def save(self, path: str) -> None:
         """Model (official layout) plus optimiser, scheduler and RNG states; every rank must call it. Rank 0

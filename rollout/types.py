@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -95,3 +96,38 @@ class RolloutEngine(Protocol):
     def update_weights(self, state: dict[str, Any]) -> float: ...
 
     def health(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Full model weights as they cross Ray on a sync: each tensor's raw bytes as a numpy array, which Ray's
+    object store hands to a reader without a copy (numpy is zero-copy there, torch tensors are unpickled into
+    the reader's heap). An engine then copies them once, into its own parameters, straight from the shared
+    pages. bf16 travels as bytes too (numpy has no bf16)."""
+
+    data: dict[str, Any]  # name -> 1-D uint8 numpy array
+    meta: dict[str, tuple[str, tuple[int, ...]]]  # name -> (torch dtype name, shape)
+
+    @classmethod
+    def of(cls, state: dict[str, torch.Tensor]) -> Weights:
+        data, meta = {}, {}
+        for name, tensor in state.items():
+            t = tensor.detach().cpu().contiguous()
+            data[name] = t.view(-1).view(torch.uint8).numpy()
+            meta[name] = (str(t.dtype).removeprefix("torch."), tuple(t.shape))
+        return cls(data, meta)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The state dict, as read-only views of the shared bytes: load it, never write into it."""
+        out = {}
+        with warnings.catch_warnings():  # a non-writable array: the views are only read (copied from)
+            warnings.simplefilter("ignore", UserWarning)
+            for name, array in self.data.items():
+                dtype, shape = self.meta[name]
+                out[name] = torch.from_numpy(array).view(getattr(torch, dtype)).view(shape)
+        return out
+
+
+def state_of(weights: Weights | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict from either form an engine may be given."""
+    return weights.tensors() if isinstance(weights, Weights) else weights

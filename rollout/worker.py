@@ -12,7 +12,7 @@ import torch
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
 from rlvr.threads import use_cores
 from rollout.torch_engine import TorchEngine
-from rollout.types import Rollout, RolloutEngine, Seeds
+from rollout.types import Rollout, RolloutEngine, Seeds, Weights, state_of
 
 
 def build_engine(
@@ -44,7 +44,7 @@ class RolloutWorker:
         self,
         engine: str,
         model_config: Megrez2Config,
-        state: dict[str, torch.Tensor],
+        state: Weights | dict[str, torch.Tensor],
         eos_token_id: int | Sequence[int],
         pad_token_id: int = 0,
         options: dict[str, Any] | None = None,
@@ -55,7 +55,7 @@ class RolloutWorker:
         self.threads = use_cores(threads, share)
         # a rollout worker's vLLM says what matters (warnings and up) unless VLLM_LOGGING_LEVEL asks for more
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        self.engine = build_engine(engine, model_config, state, eos_token_id, pad_token_id, options)
+        self.engine = build_engine(engine, model_config, state_of(state), eos_token_id, pad_token_id, options)
 
     def generate(
         self,
@@ -69,8 +69,9 @@ class RolloutWorker:
         """n rollouts per prompt (prompt-major); `seed` is one stream seed per prompt (or a root int)."""
         return self.engine.generate(prompts, n, max_new_tokens, temperature, seed, top_p)
 
-    def update_weights(self, state: dict[str, torch.Tensor]) -> float:
-        return self.engine.update_weights(state)
+    def update_weights(self, state: Weights | dict[str, torch.Tensor]) -> float:
+        """Loads the learner's weights in place; seconds it took."""
+        return self.engine.update_weights(state_of(state))
 
     def health(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "threads": self.threads, **self.engine.health()}

@@ -96,3 +96,20 @@ def test_seeded_sampling_is_reproducible_and_weight_sync_changes_it(engine: Torc
     assert [r.response_ids for r in restored] == [r.response_ids for r in first]
     with pytest.raises(ValueError, match="missing"):
         engine.update_weights({"lm_head.weight": original["lm_head.weight"]})
+
+
+def test_weights_cross_ray_as_shared_bytes_and_load_exactly() -> None:
+    # a sync's weights travel as numpy bytes (Ray's object store hands numpy to a reader without a copy):
+    # what an engine loads is bit for bit the learner's, bf16 included, and the reader gets views, not copies
+    import ray
+
+    from rlvr.cluster import ray_session
+    from rollout.types import Weights
+
+    state = {"a": torch.randn(3, 4), "b": torch.randn(5).to(torch.bfloat16), "c": torch.arange(6).view(2, 3)}
+    again = Weights.of(state).tensors()
+    assert all(torch.equal(again[k], v) and again[k].dtype == v.dtype for k, v in state.items())
+    with ray_session(1, log_to_driver=False):
+        got = ray.get(ray.put(Weights.of(state)))
+        assert not got.data["a"].flags.writeable  # a view of the object store's pages, not a heap copy
+        assert all(torch.equal(got.tensors()[k], v) for k, v in state.items())
