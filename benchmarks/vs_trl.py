@@ -19,7 +19,7 @@ samples a step at T = 1, top-p 1, up to 160 new tokens, stop at the tokenizer's 
 GRPO advantages (reward minus the group mean, no std scaling), PPO clip 0.2, one pass, one optimiser step
 (AdamW, lr 2e-5 constant, grad clip 1), no KL (TRL beta 0, no reference model), fp32, 2 torch threads.
 Micro-batching is each toolkit's own: TRL 4 sequences (per_device_train_batch_size), rlvr the SmolLM2
-recipe's. Old log-probs: both skip the extra forward (rlvr the engine's, TRL its update's own).
+recipe's. Old log-probs: both take them from the update's own forward (no extra pass; ratio 1).
 
 Regimes (the reward is always one function of the response text, benchmarks/vs_trl_reward.py, shared):
   natural      rlvr's `math` verifier. The base model solves few of these problems, so many groups are all
@@ -306,7 +306,7 @@ def rlvr_recipe(base: dict, s: Settings, model: str | None, prompts: Path, run_d
     r.update(max_new_tokens=s.max_new_tokens, parity_probe=False)
     r["max_model_len"] = raw["data"]["max_prompt_tokens"] + s.max_new_tokens
     a.update(advantage="grpo", advantage_scale="none", kl_coef=0.0, clip_low=s.clip, clip_high=s.clip)
-    a.update(ppo_epochs=1, minibatches=1, dynamic_sampling=False)
+    a.update(ppo_epochs=1, minibatches=1, dynamic_sampling=False, old_logprobs="recompute")
     raw["optim"].update(lr=s.lr, warmup_steps=0, weight_decay=0.0, grad_clip=1.0)
     raw["trainer"] = dict(steps=s.steps, save_every=s.steps, eval_every=0, dump_every=0, keep_last=1)
     raw["trainer"].update(resume="never", wandb=False)
