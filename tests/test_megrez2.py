@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import typing
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rlvr.config import ModelConfig
-from rlvr.model import PRESET_NAMES, parameter_counts, preset_config
+from rlvr.model import PRESET_NAMES, kernels, parameter_counts, preset_config
 from rlvr.model.checkpoint import CheckpointMismatchError, official_views
 from rlvr.model.megrez2 import (
     Gate,
@@ -228,9 +229,15 @@ def test_optimised_forward_and_grads_match_naive_model(overrides, kernel) -> Non
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-5 * scale, msg=name)
 
 
-def test_routed_experts_match_their_loop_reference() -> None:
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "workers"])
+def test_routed_experts_match_their_loop_reference(workers, monkeypatch, request) -> None:
     """Every kernel against the plain per-expert loop, forward and backward; experts 6 and 7 get no tokens
-    (their gradient must be exactly zero, not stale memory)."""
+    (their gradient must be exactly zero, not stale memory). The fused kernel runs a call this small on the
+    caller's thread, unless there are 2 threads and the workers' threshold is lowered."""
+    if workers:
+        monkeypatch.setattr(kernels, "PARALLEL_MIN_WORK", 0)
+        request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+        torch.set_num_threads(2)
     torch.manual_seed(0)
     bank = RoutedExperts(num_experts=8, dim=64, hidden=32)
     torch.nn.init.normal_(bank.w_gate_up_E2FD, std=0.1)
@@ -261,14 +268,15 @@ def test_routed_experts_match_their_loop_reference() -> None:
 def test_fused_experts_are_bit_for_bit_reproducible_whatever_the_thread_count() -> None:
     """The fused CPU kernel hands experts to as many workers as there are intra-op threads, in whatever order
     they come free; each expert's rows are one thread's work, so the output and every gradient are the same
-    bits on 1, 2 or 3 threads and from run to run (routing replay needs reproducible logits)."""
+    bits on 1 (no workers), 2 or 3 threads and from run to run (routing replay needs reproducible logits).
+    The call is large enough for the workers (kernels.PARALLEL_MIN_WORK)."""
     torch.manual_seed(0)
-    bank = RoutedExperts(num_experts=8, dim=64, hidden=32)
+    bank = RoutedExperts(num_experts=8, dim=256, hidden=128)
     torch.nn.init.normal_(bank.w_gate_up_E2FD, std=0.1)
     torch.nn.init.normal_(bank.w_down_EDF, std=0.1)
-    x = torch.randn(200, 64, requires_grad=True)
-    indices = torch.stack([torch.randperm(8)[:2] for _ in range(200)])
-    weights = torch.rand(200, 2, requires_grad=True)
+    x = torch.randn(512, 256, requires_grad=True)
+    indices = torch.stack([torch.randperm(8)[:2] for _ in range(512)])
+    weights = torch.rand(512, 2, requires_grad=True)
     params = [x, weights, bank.w_gate_up_E2FD, bank.w_down_EDF]
 
     def run() -> list[torch.Tensor]:

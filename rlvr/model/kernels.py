@@ -151,59 +151,66 @@ class FusedRoutedExperts(torch.autograd.Function):
     `plan` is the call's `Dispatch` (token_S, order_S, unsort_S, counts_E); weights are (E, 2F, D), (E, D, F).
 
     Why it is faster on CPU than a grouped GEMM per projection with autograd between them: each expert gathers
-    its own rows and keeps them in cache through gate_up -> silu*up -> down -> routing weight (backward: the
-    routing weights' gradient, down, the silu backward, gate_up, with each weight gradient one matmul over the
-    expert's contiguous block); only what the backward reads is saved; and every matmul runs on one thread, so
-    the intra-op threads do not meet at a barrier per small matmul (on a machine shared with other work such a
-    barrier waits for a descheduled thread, while the workers here take experts from a common queue).
+    its own rows and keeps them in cache through gate_up -> silu*up -> routing weight -> down (backward: down,
+    the routing weights' gradient, the silu backward, gate_up, each weight gradient one matmul over the
+    expert's contiguous block); the routing weight scales the F-wide silu*up rows rather than the D-wide
+    output, so the output needs no second pass and is not saved; only x, gate/up and silu*up are saved; and
+    every matmul runs on one thread, so the intra-op threads do not meet at a barrier per small matmul (on a
+    machine shared with other work such a barrier waits for a descheduled thread, while the workers here take
+    experts from a common queue).
 
     Deterministic: each expert's rows are computed by one thread with a fixed sequence of ops, whichever
     worker takes it, and a token's k slots are summed by a gather and a sum in k order: no atomics.
     """
 
     @staticmethod
-    def selected(kernel: str, x: Tensor) -> bool:
-        """Whether `kernel` names this kernel for inputs like x: "fused", or "auto" on CPU (elsewhere "auto"
-        is `expert_matmul`'s choice: "grouped_mm" where supported, which keeps CUDA free of host syncs)."""
+    def selected(kernel: str, x: Tensor, w_down_EDF: Tensor, slots: int) -> bool:
+        """Whether `kernel` means this kernel for a call on `slots` slots of inputs like x: "fused", or "auto"
+        on CPU for a call with work enough for the workers (PARALLEL_MIN_WORK; below it a grouped GEMM's one
+        C++ loop costs less than this kernel's per-expert Python). Elsewhere "auto" is `expert_matmul`'s
+        choice: "grouped_mm" where supported (which keeps CUDA free of host syncs), else "loop"."""
         if kernel not in ("auto", "fused", "grouped_mm", "loop"):
             raise ValueError(f"unknown expert kernel {kernel!r}; use 'auto', 'fused', 'grouped_mm' or 'loop'")
-        return kernel == "fused" or (kernel == "auto" and x.device.type == "cpu")
+        if kernel != "auto":
+            return kernel == "fused"
+        work = _work(w_down_EDF, slots, active=min(slots, w_down_EDF.shape[0]))
+        return x.device.type == "cpu" and work >= PARALLEL_MIN_WORK
 
     @staticmethod
     def forward(
         ctx: Any, x_TD: Tensor, w_TK: Tensor, w_gu_E2FD: Tensor, w_down_EDF: Tensor, plan: Any
     ) -> Tensor:
         (T, K), F_ = w_TK.shape, w_down_EDF.shape[2]
-        x_TD, token_S = x_TD.contiguous(), plan.token_S
+        x_TD, token_S, S = x_TD.contiguous(), plan.token_S, plan.token_S.numel()
         blocks = _expert_blocks(plan.counts_E.tolist())
+        work = _work(w_down_EDF, S, active=len(blocks))  # the forward's; the backward does twice that
         w_S1 = w_TK.reshape(-1)[plan.order_S].unsqueeze(1)  # each sorted slot's routing weight
-        x_SD = x_TD.new_empty(token_S.numel(), x_TD.shape[1])
-        y_SD = x_TD.new_empty(token_S.numel(), w_down_EDF.shape[1])
-        gu_S2F, act_SF, yw_SD = (
-            x_TD.new_empty(y_SD.shape[0], 2 * F_),
-            x_TD.new_empty(y_SD.shape[0], F_),
-            torch.empty_like(y_SD),
+        x_SD, gu_S2F, act_SF = (
+            x_TD.new_empty(S, x_TD.shape[1]),
+            x_TD.new_empty(S, 2 * F_),
+            x_TD.new_empty(S, F_),
         )
+        y_SD = x_TD.new_empty(S, w_down_EDF.shape[1])
 
         def expert(e: int, a: int, b: int) -> None:
-            torch.index_select(x_TD, 0, token_S[a:b], out=x_SD[a:b])
-            torch.mm(x_SD[a:b], w_gu_E2FD[e].T, out=gu_S2F[a:b])
-            torch._C._nn.silu(gu_S2F[a:b, :F_], out=act_SF[a:b])
-            act_SF[a:b].mul_(gu_S2F[a:b, F_:])
-            torch.mm(act_SF[a:b], w_down_EDF[e].T, out=y_SD[a:b])
-            torch.mul(y_SD[a:b], w_S1[a:b], out=yw_SD[a:b])
+            x, gu, act = x_SD[a:b], gu_S2F[a:b], act_SF[a:b]
+            torch.index_select(x_TD, 0, token_S[a:b], out=x)
+            torch.mm(x, w_gu_E2FD[e].T, out=gu)
+            torch._C._nn.silu(gu[:, :F_], out=act)
+            act.mul_(gu[:, F_:])
+            torch.mm(act * w_S1[a:b], w_down_EDF[e].T, out=y_SD[a:b])  # the weight on F columns, not D
 
         with torch.autocast(x_TD.device.type, enabled=False):  # callers cast; mm(out=) takes no autocast
-            parallel_blocks(expert, blocks)
-            out_TD = yw_SD[plan.unsort_S].view(T, K, -1).sum(1)
-        ctx.blocks, ctx.plan = blocks, plan
-        ctx.save_for_backward(w_S1, w_gu_E2FD, w_down_EDF, x_SD, gu_S2F, act_SF, y_SD)
+            parallel_blocks(expert, blocks, work)
+            out_TD = y_SD[plan.unsort_S].view(T, K, -1).sum(1)
+        ctx.blocks, ctx.plan, ctx.work = blocks, plan, 2 * work
+        ctx.save_for_backward(w_S1, w_gu_E2FD, w_down_EDF, x_SD, gu_S2F, act_SF)
         return out_TD
 
     @staticmethod
     @once_differentiable  # the workers write into buffers: no graph of the backward
     def backward(ctx: Any, grad_TD: Tensor) -> tuple[Tensor | None, ...]:
-        w_S1, w_gu_E2FD, w_down_EDF, x_SD, gu_S2F, act_SF, y_SD = ctx.saved_tensors
+        w_S1, w_gu_E2FD, w_down_EDF, x_SD, gu_S2F, act_SF = ctx.saved_tensors
         need_x, need_w, need_gu, need_down = ctx.needs_input_grad[:4]
         token_S, unsort_S, blocks = ctx.plan.token_S, ctx.plan.unsort_S, ctx.blocks
         T, K = grad_TD.shape[0], token_S.numel() // grad_TD.shape[0]
@@ -214,38 +221,38 @@ class FusedRoutedExperts(torch.autograd.Function):
         grad_down = _zeros_outside(w_down_EDF, blocks) if need_down else None
 
         def expert(e: int, a: int, b: int) -> None:
-            g_out = torch.index_select(grad_TD, 0, token_S[a:b])  # (n, D) scratch, cache-resident
+            g_out, act, w = torch.index_select(grad_TD, 0, token_S[a:b]), act_SF[a:b], w_S1[a:b]
+            if grad_down is not None:
+                torch.mm(g_out.T, act * w, out=grad_down[e])
+            if grad_w_S is None and grad_x_SD is None and grad_gu is None:
+                return
+            g_act = torch.mm(g_out, w_down_EDF[e])  # d/d (act * w), (n, F) scratch that stays in cache
             if grad_w_S is not None:
-                torch.linalg.vecdot(g_out, y_SD[a:b], out=grad_w_S[a:b])
-            g_out.mul_(w_S1[a:b])
+                torch.linalg.vecdot(g_act, act, out=grad_w_S[a:b])
             _swiglu_backward(
-                g_out, x_SD[a:b], gu_S2F[a:b], act_SF[a:b], w_gu_E2FD[e], w_down_EDF[e],
+                g_act.mul_(w), x_SD[a:b], gu_S2F[a:b], w_gu_E2FD[e],
                 grad_x=None if grad_x_SD is None else grad_x_SD[a:b],
                 grad_gu=None if grad_gu is None else grad_gu[e],
-                grad_down=None if grad_down is None else grad_down[e],
             )  # fmt: skip
 
         with torch.autocast(x_SD.device.type, enabled=False):
-            parallel_blocks(expert, blocks)
+            parallel_blocks(expert, blocks, ctx.work)
             grad_x = None if grad_x_SD is None else grad_x_SD[unsort_S].view(T, K, -1).sum(1)
             grad_w = None if grad_w_S is None else grad_w_S[unsort_S].view(T, K)
         return grad_x, grad_w, grad_gu, grad_down, None
 
 
 def _swiglu_backward(
-    g_out_ND: Tensor, x_ND: Tensor, gu_N2F: Tensor, act_NF: Tensor, w_gu_2FD: Tensor, w_down_DF: Tensor,
-    grad_x: Tensor | None, grad_gu: Tensor | None, grad_down: Tensor | None
+    g_act_NF: Tensor, x_ND: Tensor, gu_N2F: Tensor, w_gu_2FD: Tensor, grad_x: Tensor | None,
+    grad_gu: Tensor | None
 ) -> None:  # fmt: skip
-    """One expert's SwiGLU backward over its N slots, from g_out (the gradient of its output), into the given
-    output views (None: not needed). The same ops as autograd through silu(gate) * up (silu_backward, the
-    products); the (N, F) and (N, 2F) intermediates are scratch that stays in cache."""
-    if grad_down is not None:
-        torch.mm(g_out_ND.T, act_NF, out=grad_down)
+    """One expert's backward through silu(gate) * up and the gate/up projection over its N slots, from g_act
+    (the gradient of silu(gate) * up, overwritten), into the given output views (None: not needed). The same
+    ops as autograd through silu(gate) * up (silu_backward, the products)."""
     if grad_x is None and grad_gu is None:
         return
-    F_ = act_NF.shape[1]
-    gate, up = gu_N2F[:, :F_], gu_N2F[:, F_:]
-    g_act_NF, g_gu_N2F = torch.mm(g_out_ND, w_down_DF), torch.empty_like(gu_N2F)
+    F_ = g_act_NF.shape[1]
+    gate, up, g_gu_N2F = gu_N2F[:, :F_], gu_N2F[:, F_:], torch.empty_like(gu_N2F)
     torch._C._nn.silu(gate, out=g_gu_N2F[:, F_:])
     g_gu_N2F[:, F_:].mul_(g_act_NF)  # d/d up = silu(gate) * d/d act
     g_act_NF.mul_(up)  # d/d silu(gate)
@@ -288,14 +295,28 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def parallel_blocks(fn: Callable[[int, int, int], None], blocks: list[tuple[int, int, int]]) -> None:
+# Below this much work a call runs on the caller's thread: waking the workers costs tens of microseconds
+# idle, up to a scheduler tick on a loaded machine.
+PARALLEL_MIN_WORK = 1 << 24
+
+
+def _work(w_down_EDF: Tensor, slots: int, active: int) -> int:
+    """A forward's multiply-adds over `slots` slots and `active` experts, a weight read counted as 8 rows."""
+    D, F_ = w_down_EDF.shape[1:]
+    return 3 * D * F_ * (slots + 8 * active)
+
+
+def parallel_blocks(
+    fn: Callable[[int, int, int], None], blocks: list[tuple[int, int, int]], work: int
+) -> None:
     """fn(expert, first slot, end slot) for every block, on as many single-threaded workers as the caller has
     intra-op threads; each worker takes the largest block left. fn must write only its own rows (and its own
     expert's gradient): the blocks run in any order and concurrently. Autograd's grad mode and inference mode
-    are per thread, so the caller's are set in the workers; autocast is left off there."""
+    are per thread, so the caller's are set in the workers; autocast is left off there. With less `work`
+    than PARALLEL_MIN_WORK the blocks run in turn on the caller's thread."""
     threads = torch.get_num_threads()
     n = min(threads, len(blocks))
-    if n <= 1:
+    if n <= 1 or work < PARALLEL_MIN_WORK:
         for block in blocks:
             fn(*block)
         return

@@ -119,7 +119,7 @@ class RoutedExperts(nn.Module):
         """(T, D) tokens, (T, K) routing weights and experts -> (T, D): the weighted sum of their outputs."""
         plan = Dispatch.plan(indices_TK, self.num_experts)
         x_TD = x_TD.to(compute_dtype(x_TD))
-        if FusedRoutedExperts.selected(self.kernel, x_TD):
+        if FusedRoutedExperts.selected(self.kernel, x_TD, self.w_down_EDF, plan.token_S.numel()):
             w_gate_up, w_down = self.w_gate_up_E2FD.to(x_TD.dtype), self.w_down_EDF.to(x_TD.dtype)
             return FusedRoutedExperts.apply(x_TD, weights_TK.to(x_TD.dtype), w_gate_up, w_down, plan)
         x_SD = plan.dispatch(x_TD)
