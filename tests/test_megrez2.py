@@ -292,12 +292,13 @@ def test_fused_experts_are_bit_for_bit_reproducible_whatever_the_thread_count() 
         for n in (1, 2, 3, 2):
             torch.set_num_threads(n)
             results.append(run())
+        with torch.inference_mode():  # grad and inference mode are per thread: the workers take the caller's
+            inferred = bank(x, weights, indices)
     finally:
         torch.set_num_threads(threads)
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
-    with torch.inference_mode():  # grad and inference mode are per thread: the workers take the caller's
-        assert torch.equal(bank(x, weights, indices), results[0][0])
+    assert torch.equal(inferred, results[0][0])
 
 
 def test_unknown_expert_kernel_is_refused() -> None:
