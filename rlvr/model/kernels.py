@@ -166,15 +166,17 @@ class FusedRoutedExperts(torch.autograd.Function):
     @staticmethod
     def selected(kernel: str, x: Tensor, w_down_EDF: Tensor, slots: int) -> bool:
         """Whether `kernel` means this kernel for a call on `slots` slots of inputs like x: "fused", or "auto"
-        on CPU for a call with work enough for the workers (PARALLEL_MIN_WORK; below it a grouped GEMM's one
-        C++ loop costs less than this kernel's per-expert Python). Elsewhere "auto" is `expert_matmul`'s
-        choice: "grouped_mm" where supported (which keeps CUDA free of host syncs), else "loop"."""
+        on CPU when the experts are big enough (AUTO_MIN_EXPERT_WORK per expert, 2 experts at least; with
+        less, the ~25 Python-dispatched ops per expert cost more than a grouped GEMM's C++ loop: the `tiny`
+        preset). Elsewhere "auto" is `expert_matmul`'s choice: "grouped_mm" where supported (which keeps
+        CUDA free of host syncs), else "loop"."""
         if kernel not in ("auto", "fused", "grouped_mm", "loop"):
             raise ValueError(f"unknown expert kernel {kernel!r}; use 'auto', 'fused', 'grouped_mm' or 'loop'")
         if kernel != "auto":
             return kernel == "fused"
-        work = _work(w_down_EDF, slots, active=min(slots, w_down_EDF.shape[0]))
-        return x.device.type == "cpu" and work >= PARALLEL_MIN_WORK
+        active = min(slots, w_down_EDF.shape[0])
+        big = active >= 2 and _work(w_down_EDF, slots, active) >= AUTO_MIN_EXPERT_WORK * active
+        return x.device.type == "cpu" and big
 
     @staticmethod
     def forward(
@@ -298,6 +300,9 @@ os.register_at_fork(after_in_child=_forget_pool)
 # Below this much work a call runs on the caller's thread: waking the workers costs tens of microseconds
 # idle, up to a scheduler tick on a loaded machine.
 PARALLEL_MIN_WORK = 1 << 24
+# "auto" takes the fused kernel on CPU from this much work per expert: `small` at 64 tokens (~12M), not
+# `tiny` at 4096 (~6M), where it measured 5-8% slower than grouped_mm over the whole model.
+AUTO_MIN_EXPERT_WORK = 1 << 23
 
 
 def _work(w_down_EDF: Tensor, slots: int, active: int) -> int:
