@@ -52,17 +52,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlvr.model.megrez2 import MLP, Megrez2Config, Megrez2ForCausalLM, RoutedExperts, parameter_counts
+from rlvr.threads import CPU_MALLOC_ENV
 
 RESULTS = Path(__file__).resolve().parent / "results" / "moe.json"
 H100_DATASHEET_BF16 = 989.4e12  # H100 SXM dense bf16 tensor-core peak
 # glibc hands allocations above its mmap threshold straight back to the kernel on free, so every bank-sized
 # tensor (a shared bank's gradient: 226 MB at `small`) is page-faulted in again each step: 40% of the MoE
-# layer's time at 64 tokens. Keeping freed memory in the heap fixes that; both variants run with it.
-CPU_MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(2**31 - 1),
-    "MALLOC_TRIM_THRESHOLD_": str(2**32),
-    "MALLOC_TOP_PAD_": str(2**28),
-}
+# layer's time at 64 tokens. rlvr.threads.CPU_MALLOC_ENV keeps freed memory in the heap; both variants run
+# with it.
 
 
 @dataclasses.dataclass

@@ -17,10 +17,11 @@ from rlvr.algorithm import logprob_mismatch
 from rlvr.batch import TrainBatch, make_batch
 from rlvr.config import RecipeConfig, VerifierConfig
 from rlvr.learner import Learner, LearnerSpec
-from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.model.megrez2 import Megrez2Config
 from rlvr.restarts import RestartBudget, gather_with_restarts
 from rlvr.routing_replay import captures_routing, check_routing_replay
 from rlvr.sampler import Item
+from rlvr.threads import CPU_MALLOC_ENV
 from rollout.types import Rollout
 from rollout.worker import RolloutWorker
 from verifiers.base import Result
@@ -78,12 +79,12 @@ def learner_spec(recipe: RecipeConfig, model_config: Megrez2Config) -> LearnerSp
 
 def start_learners(recipe: RecipeConfig, spec: LearnerSpec) -> list[Any]:
     """`resources.learner_workers` Learner actors (one data-parallel group), each starting from
-    `model.path` when the recipe has one (e.g. the SFT warm start), else from the same seeded init."""
+    `model.path` when the recipe has one (e.g. the SFT warm start; each rank reads the folder itself, so
+    on a cluster it must be on a filesystem every node sees), else from the same seeded init."""
     res = recipe.resources
-    learner_cls = ray.remote(num_cpus=1, num_gpus=res.gpus_per_learner)(Learner)
-    initial = None
-    if recipe.model.path:
-        initial = ray.put(Megrez2ForCausalLM.from_pretrained(recipe.model.path).state_dict())
+    env = None if res.gpus_per_learner else {"env_vars": CPU_MALLOC_ENV}  # rlvr.threads says why
+    learner_cls = ray.remote(num_cpus=1, num_gpus=res.gpus_per_learner, runtime_env=env)(Learner)
+    initial = str(recipe.model.path) if recipe.model.path else None
     ranks = res.learner_workers
     learners = [
         learner_cls.remote(spec, rank=r, world_size=ranks, initial_state=initial) for r in range(ranks)
@@ -146,9 +147,9 @@ def start_rollout_worker(
     threads: int | None = None,
     share: int = 1,
 ) -> Any:
-    """A `RolloutWorker` actor (one CPU, `num_gpus` GPUs) holding `state` (weights or a ref to them), with
-    `threads` torch threads (default: its node's cores over `share`). Ray restarts it if its process dies;
-    the caller then reloads the current weights (`rlvr/restarts.py`)."""
+    """A `RolloutWorker` actor (one CPU, `num_gpus` GPUs) holding `state` (weights, a ref to them or a
+    checkpoint folder), with `threads` torch threads (default: its node's cores over `share`). Ray restarts it
+    if its process dies; the caller then reloads the current weights (`rlvr/restarts.py`)."""
     actor = RolloutWorker.options(num_cpus=1, num_gpus=num_gpus, max_restarts=-1)
     return actor.remote(engine, model_config, state, stop_token_ids, pad_token_id, options, threads, share)
 
@@ -180,16 +181,17 @@ class TrainingActors:
         res = recipe.resources
         check_routing_replay(recipe, model_config)
         self.learners = LearnerGroup(recipe, learner_spec(recipe, model_config))
-        # the first weights stay referenced for the run: Ray restarts a dead rollout worker from its
-        # constructor arguments (then the current weights are loaded into it)
-        self.initial_state_ref = state_ref = self.learners.state_ref()
-        self.state_ref = state_ref
+        # the engines start from the recipe's checkpoint folder when it has one (read where they run, so the
+        # weights take no room in the object store), else from rank 0's seeded init. Ray restarts a dead
+        # rollout worker from these constructor arguments, then the current weights are loaded into it.
+        start = str(recipe.model.path) if recipe.model.path else self.learners.state_ref()
+        self.state_ref = start
         self.restarts = RestartBudget(recipe.rollout.max_restarts, recipe.rollout.restart_window_s)
         self.rollout_workers = [
             start_rollout_worker(
                 recipe.rollout.engine,
                 model_config,
-                state_ref,
+                start,
                 stop_token_ids,
                 pad_token_id,
                 engine_options(recipe),

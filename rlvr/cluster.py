@@ -38,6 +38,11 @@ from pathlib import Path
 import ray
 
 LOOPBACK = "127.0.0.1"
+# Ray starts workers at niceness 15 so its own daemons win the CPU. rlvr's actors are the work: at 15 a
+# learner on a 2-core node loses its core to any nice-0 process (the driver, log monitor, a memory poller),
+# and its other thread waits at the next barrier. Instances started here run them at 0, as Ray's job
+# drivers run.
+WORKER_NICENESS = 0
 # Ray's switch for "multi-node clusters on this OS". Off, Ray keeps a 127.0.0.1 node IP instead of rewriting
 # it to the machine's address, and its servers bind to loopback. Read once, when a process imports ray.
 SINGLE_MACHINE_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -131,6 +136,7 @@ def _start_private(num_cpus: int, log_to_driver: bool) -> None:
             include_dashboard=False,
             log_to_driver=log_to_driver,
             _node_ip_address=LOOPBACK,
+            _system_config={"worker_niceness": WORKER_NICENESS},
         )
     if (node_ip := ray.util.get_node_ip_address()) != LOOPBACK:
         ray.shutdown()
@@ -265,6 +271,7 @@ def local_head(env: Mapping[str, str], num_cpus: int = 4) -> Iterator[LocalHead]
     token_dir = tempfile.mkdtemp(prefix="rlvr-auth-")  # so the token lives apart, in a 0700 dir of its own
     token_path = None if auth_opted_out(env) else write_token(Path(token_dir))
     head_env = secured_env(env, token_path) | {var: str(ports[var]) for var in PORT_VARS}
+    head_env["RAY_worker_niceness"] = str(WORKER_NICENESS)  # Ray's config from the environment
     log_path = Path(temp_dir) / "ray_start.log"
     with log_path.open("w") as log:
         head = subprocess.Popen(

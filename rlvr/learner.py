@@ -40,6 +40,7 @@ from rlvr.config import (
     RolloutConfig,
     SFTConfig,
 )
+from rlvr.model.checkpoint import load_checkpoint
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM, TokenScore, max_violation
 from rlvr.optim import adamw
 from rlvr.parallel import DataParallel, free_port, grad_norm
@@ -115,11 +116,12 @@ class Learner:
         rank: int = 0,
         world_size: int = 1,
         init_method: str | None = None,
-        initial_state: dict[str, Tensor] | None = None,
+        initial_state: dict[str, Tensor] | str | Path | None = None,
     ) -> None:
-        """Builds the model (every rank the same initial weights, or `initial_state`). With several ranks, no
-        `init_method` and no process group yet, the rank waits for `join` (the trainer first asks rank 0 for
-        its address)."""
+        """Builds the model (every rank the same initial weights, or `initial_state`: a state dict or a
+        checkpoint folder, which each rank reads itself, so the weights never pass the driver or the object
+        store). With several ranks, no `init_method` and no process group yet, the rank waits for `join` (the
+        trainer first asks rank 0 for its address)."""
         self.spec, self.device = spec, spec.device
         self.rank, self.world_size = rank, world_size
         use_cores(spec.resources.cpu_threads, share=world_size)  # Ray would leave an actor one thread
@@ -128,7 +130,9 @@ class Learner:
             spec.model, activation_checkpointing=spec.precision.activation_checkpointing
         )
         self.model = Megrez2ForCausalLM(config).to(self.device)
-        if initial_state is not None:
+        if isinstance(initial_state, (str, Path)):
+            load_checkpoint(self.model, initial_state)
+        elif initial_state is not None:
             self.model.load_state_dict(initial_state)
         # the KL penalty's reference: a frozen copy of the start policy, only when the penalty is on
         self.reference = copy.deepcopy(self.model).eval() if spec.algorithm.kl_coef > 0 else None

@@ -10,6 +10,17 @@ import os
 
 import torch
 
+# glibc malloc gives any allocation above its mmap threshold (128 KiB, adapting up to 32 MiB) back to the
+# kernel on free, so a learner's activations and gradients are page-faulted in again every micro-batch.
+# Keeping freed memory in the heap: the SmolLM2 learner's update of 64 sequences took 88 s instead of 97 s
+# (system time 7 s instead of 24 s) for +0.5 GiB peak RSS. glibc reads these at process start: Ray sets them
+# on the CPU learner's process (`rlvr.actors`), benchmarks/moe.py on its runs.
+CPU_MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(2**31 - 1),
+    "MALLOC_TRIM_THRESHOLD_": str(2**32),
+    "MALLOC_TOP_PAD_": str(2**28),
+}
+
 
 def node_cores() -> int:
     """Cores this process may run on (its affinity, which containers and `taskset` narrow)."""

@@ -36,6 +36,13 @@ def build_engine(
     return TorchEngine(model, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **(options or {}))
 
 
+def _state(state: Weights | dict[str, torch.Tensor] | str) -> dict[str, torch.Tensor]:
+    """A state dict from weights or a checkpoint folder."""
+    if isinstance(state, str):
+        return Megrez2ForCausalLM.from_pretrained(state).state_dict()
+    return state_of(state)
+
+
 @ray.remote
 class RolloutWorker:
     """Samples n completions per prompt at the recipe's temperature and keeps behaviour logprobs."""
@@ -44,18 +51,19 @@ class RolloutWorker:
         self,
         engine: str,
         model_config: Megrez2Config,
-        state: Weights | dict[str, torch.Tensor],
+        state: Weights | dict[str, torch.Tensor] | str,
         eos_token_id: int | Sequence[int],
         pad_token_id: int = 0,
         options: dict[str, Any] | None = None,
         threads: int | None = None,
         share: int = 1,
     ) -> None:
-        """`threads` torch threads, else the node's cores split between `share` workers (`use_cores`)."""
+        """`state`: weights, or a checkpoint folder read here. `threads` torch threads, else the node's cores
+        split between `share` workers (`use_cores`)."""
         self.threads = use_cores(threads, share)
         # a rollout worker's vLLM says what matters (warnings and up) unless VLLM_LOGGING_LEVEL asks for more
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        self.engine = build_engine(engine, model_config, state_of(state), eos_token_id, pad_token_id, options)
+        self.engine = build_engine(engine, model_config, _state(state), eos_token_id, pad_token_id, options)
 
     def generate(
         self,
@@ -69,9 +77,9 @@ class RolloutWorker:
         """n rollouts per prompt (prompt-major); `seed` is one stream seed per prompt (or a root int)."""
         return self.engine.generate(prompts, n, max_new_tokens, temperature, seed, top_p)
 
-    def update_weights(self, state: Weights | dict[str, torch.Tensor]) -> float:
-        """Loads the learner's weights in place; seconds it took."""
-        return self.engine.update_weights(state_of(state))
+    def update_weights(self, state: Weights | dict[str, torch.Tensor] | str) -> float:
+        """Loads the learner's weights (or a checkpoint folder's) in place; seconds it took."""
+        return self.engine.update_weights(_state(state))
 
     def health(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "threads": self.threads, **self.engine.health()}
