@@ -12,53 +12,23 @@ Results go to benchmarks/results/data.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 # Run as a script, this folder comes first on sys.path, and benchmarks/verifiers.py would shadow `verifiers`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
+from benchmarks.tree_memory import TreeMemory  # noqa: E402
 from rlvr.config import load_recipe  # noqa: E402
 from rlvr.data.build import DataBuildConfig, build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "data.json"  # --copies N writes data_xN.json
-
-
-class TreeMemory:
-    """Peak resident memory of this process and its children together, sampled in a thread."""
-
-    def __init__(self, every: float = 0.2) -> None:
-        import psutil
-
-        self.root, self.every, self.peak = psutil.Process(), every, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for proc in [self.root, *self.root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):  # a worker that just exited
-                    total += proc.memory_info().rss
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def main() -> None:
@@ -88,7 +58,7 @@ def main() -> None:
                 for s in config.sources
             ]
         load_before = os.getloadavg()
-        with TreeMemory() as memory:
+        with TreeMemory(os.getpid()) as memory:
             card = build(config)
         load_after = os.getloadavg()
     rows_in = sum(card["input_rows"].values())
@@ -111,7 +81,7 @@ def main() -> None:
             f"{r['stage']:<14} {r['rows_in']:>8} {r['rows_out']:>9} {r['seconds']:>8.2f} "
             f"{r['items_per_s'] or 0:>9.0f}"
         )
-    tree_mb = memory.peak / 2**20
+    tree_mb = memory.peak_rss / 2**20
     print(
         f"total {card['seconds']['total']:.1f} s, peak RSS {card['peak_rss_mb']:.0f} MB (driver), "
         f"{tree_mb:.0f} MB (driver + workers); load average {load_before[0]:.1f} -> {load_after[0]:.1f}"
