@@ -107,7 +107,9 @@ class ModelConfig(Section):
         "tiny", description="built-in Megrez2 config, randomly initialised unless path is set"
     )
     path: str | None = Field(
-        None, description="checkpoint directory in the official layout; wins over preset"
+        None,
+        description="checkpoint directory in the official layout; wins over preset. Each learner rank and "
+        "rollout worker reads it where it runs (on a multi-node cluster: a filesystem every node sees)",
     )
     tokenizer: str | None = Field(None, description="tokenizer directory; default: the checkpoint's")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
