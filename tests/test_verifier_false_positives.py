@@ -96,3 +96,113 @@ def test_the_right_answer_in_the_thinking_and_a_wrong_final_one_is_wrong() -> No
 def test_exact_reads_the_answer_block() -> None:
     assert status("exact", "<think>Lyon?</think>\n<answer>Paris</answer>", "Paris") == "ok"
     assert status("exact", "<think>Paris?</think>\n<answer>Lyon</answer>", "Paris") == "wrong"
+
+
+# Kind 2: a mixed number is its value, never a product (2·½) or a concatenation (1 1/4 → 11/4).
+MIXED_VALUES = [
+    ("2\\frac{1}{2}", "2.5"),
+    ("2\\frac{1}{2}", "\\frac52"),
+    ("1 1/4", "\\frac{5}{4}"),
+    ("7 1/2", "7.5"),
+    ("-2\\frac{1}{2}", "-2.5"),
+    ("-7 1/2", "-\\frac{15}{2}"),
+    ("3\\tfrac{1}{4}", "13/4"),
+    ("3\\dfrac14", "3.25"),
+    ("3\\frac14", "\\frac{13}{4}"),
+    ("12\\frac{3}{4}", "12.75"),
+    ("2\\,\\frac{1}{2}", "2.5"),
+    ("2 \\frac{1}{2}", "2.5"),
+    ("x = 2\\frac{1}{2}", "2.5"),
+    ("2\\frac{1}{2} \\text{ cups}", "2.5"),
+    ("\\frac{5}{2}", "2\\frac{1}{2}"),  # the gold is a mixed number
+    ("2.5", "2 1/2"),
+    ("1\\frac{1}{2}, 2\\frac{1}{4}", "1.5, 2.25"),
+]
+MIXED_NEAR_MISSES = [
+    ("2\\frac{1}{2}", "1"),  # not 2·½
+    ("1 1/4", "\\frac{11}{4}"),  # not 11/4
+    ("7 1/2", "71/2"),
+    ("7 1/2", "\\frac{7}{2}"),
+    ("-2\\frac{1}{2}", "-1"),
+    ("3\\tfrac{1}{4}", "\\frac34"),
+    ("3\\dfrac14", "0.75"),
+    ("12\\frac{1}{2}", "6"),
+    ("1", "2\\frac{1}{2}"),  # a mixed gold is its value too
+    ("2 3/2", "23/2"),  # digits a space apart never join (but thousands: `1 000`)
+    ("1 2", "12"),
+]
+PRODUCTS = [
+    ("2\\pi", "2\\pi", True),
+    ("2\\sqrt{3}", "\\sqrt{12}", True),
+    ("x\\frac{1}{2}", "\\frac{x}{2}", True),
+    ("2 \\cdot \\frac12", "1", True),
+    ("2\\times\\frac{1}{2}", "1", True),
+    ("2 \\cdot \\frac12", "2.5", False),
+    ("2\\frac{3}{2}", "3", True),  # an improper fraction: no mixed number, a product
+    ("2\\frac{1}{2}\\pi", "\\pi", True),
+    ("\\frac{1}{2}x", "\\frac{x}{2}", True),
+    ("1 000", "1000", True),
+]
+
+
+@pytest.mark.parametrize(("answer", "gold"), MIXED_VALUES)
+def test_a_mixed_number_is_its_value(answer: str, gold: str) -> None:
+    assert status("math", f"So the answer is $\\boxed{{{answer}}}$.", gold) == "ok"
+
+
+@pytest.mark.parametrize(("answer", "gold"), MIXED_NEAR_MISSES)
+def test_a_mixed_number_is_no_product_or_concatenation(answer: str, gold: str) -> None:
+    assert status("math", f"So the answer is $\\boxed{{{answer}}}$.", gold) == "wrong"
+
+
+@pytest.mark.parametrize(("answer", "gold", "same"), PRODUCTS)
+def test_products_stay_products(answer: str, gold: str, same: bool) -> None:
+    assert (status("math", f"$\\boxed{{{answer}}}$", gold) == "ok") is same
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "verdict"),
+    [
+        ("#### 7 1/2", "7.5", "ok"),
+        ("#### 7 1/2", "71/2", "wrong"),
+        ("#### 7 1/2", "3.5", "wrong"),
+        ("#### -2 1/2", "-2.5", "ok"),
+        ("#### 7.5", "7 1/2", "ok"),  # a mixed gold
+        ("#### 7.5", "#### 7 1/2", "ok"),
+        ("\\boxed{2\\frac{1}{2}}", "2.5", "ok"),
+        ("\\boxed{2\\frac{1}{2}}", "1", "wrong"),
+        ("\\boxed{1 1/4}", "2.75", "wrong"),
+        ("She ate 7 1/2 pies.", "7.5", "ok"),
+        ("She ate 7 1/2 pies.", "2", "wrong"),  # the last number is the mixed number, not its denominator
+        ("She ate 1/2 of the pie.", "2", "wrong"),
+        ("She ate $\\frac{15}{2}$ pies.", "2", "wrong"),
+        ("She ate $\\frac{15}{2}$ pies.", "7.5", "ok"),
+        ("It was due on 3/4/2020", "2020", "ok"),  # a date is no fraction
+    ],
+)
+def test_numeric_reads_mixed_numbers(response: str, gold: str, verdict: str) -> None:
+    assert status("numeric", response, gold) == verdict
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "verdict"),
+    [
+        ("So she ate 7 1/2 pies.", "7.5", "ok"),
+        ("So she ate 7 1/2 pies.", "2", "wrong"),
+        ("She gets $\\frac{1}{2}$ of the pie.", "2", "wrong"),
+        ("#### 7 1/2", "\\frac{15}{2}", "ok"),
+        ("#### 1 1/4", "\\frac{11}{4}", "wrong"),
+    ],
+)
+def test_math_reads_a_closing_mixed_number_whole(response: str, gold: str, verdict: str) -> None:
+    assert status("math", response, gold) == verdict
+
+
+def test_the_dataset_builder_shares_the_reading() -> None:
+    from rlvr.data.fields import number_answer
+    from verifiers.normalize import mixed_value, normalize_answer
+
+    assert number_answer("7 1/2") == "15/2" and number_answer("-2 1/2") == "-5/2"
+    assert number_answer("2((1)/(3))") == "7/3" and number_answer("-2((1)/(2))") == "-5/2"
+    assert mixed_value("-0", "1", "2") == -mixed_value("0", "1", "2")
+    assert normalize_answer("-2\\frac12") == "-\\frac{5}{2}" and normalize_answer("7 1/2") == "\\frac{15}{2}"

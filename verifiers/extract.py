@@ -32,6 +32,11 @@ _TAIL_CHARS = 700
 _MAX_AFTER_CONCLUSION = 160  # "I hope it is correct." and the like may follow the concluding sentence
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+")
+# What ends just before a last number and makes it part of one value: `7 1/` (→ `7 1/2`), `1/`, `\\frac{15}{`.
+# Searched only in a short window before the number (`pos`/`endpos`), so the search is bounded.
+_FRACTION_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} )?(?<![\w./])\d{1,20} ?/ ?$")
+_FRAC_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} ?)?\\[dt]?frac\{\d{1,20}\}\{$")
+_VALUE_WINDOW = 48
 _INNER_IS = re.compile(r"\s(?:is|are|was|equals|=)\s")
 _PROSE_STARTS = frozenset(
     [
@@ -330,10 +335,26 @@ def gsm8k_answer(text: str) -> str | None:
     return matches[-1].strip() if matches else None
 
 
+def _whole_value(text: str, match: re.Match[str]) -> str:
+    """The number `match` found, with the fraction or mixed number it ends: the `2` of `7 1/2`, `1/2` or
+    `\\frac{15}{2}` is that whole value, never the denominator alone."""
+    start, end = match.span()
+    window = max(0, start - _VALUE_WINDOW)
+    before = _FRACTION_BEFORE.search(text, window, start)
+    if before:
+        return text[before.start() : end]
+    before = _FRAC_BEFORE.search(text, window, start)
+    if before and text[end : end + 1] == "}":
+        return text[before.start() : end + 1]
+    return match.group(0)
+
+
 def last_number(text: str) -> str | None:
-    """The last decimal number in the text, thousands separators included ("1,234.5")."""
-    matches = _NUMBER.findall(text[-2000:])
-    return matches[-1] if matches else None
+    """The last decimal number in the text, thousands separators included ("1,234.5"); a number that ends a
+    fraction or a mixed number is that value (`7 1/2`, `1/2`, `\\frac{15}{2}`), never its denominator."""
+    tail = text[-2000:]
+    matches = list(_NUMBER.finditer(tail))
+    return _whole_value(tail, matches[-1]) if matches else None
 
 
 def bare_answer(text: str) -> str | None:
@@ -399,7 +420,7 @@ def closing_number(text: str, max_after: int = 40) -> str | None:
     ending = after.strip().rstrip("*$").strip()
     if len(after) > max_after or any(c.isdigit() for c in after) or not ending.endswith((".", "!")):
         return None
-    return matches[-1].group(0)
+    return _whole_value(lines[-1], matches[-1])
 
 
 def final_answer(text: str) -> str | None:
