@@ -20,7 +20,7 @@ from typing import Any
 from rlvr.config import PromptConfig
 from rlvr.data.schema import PromptRow
 from rlvr.sampler import PromptFormat, Sampler, SamplingSettings, ScoredRollout
-from verifiers.extract import UnbalancedBraces, last_boxed
+from verifiers.extract import UnbalancedBraces, final_section, last_boxed
 from verifiers.normalize import normalize_answer
 
 
@@ -38,7 +38,7 @@ def vote_answer(scored: ScoredRollout) -> str | None:
     answer = scored.result.extracted
     if answer is None:
         try:
-            answer = last_boxed(scored.text)
+            answer = last_boxed(final_section(scored.text) or "")  # a box inside <think> is no vote
         except UnbalancedBraces:
             return None
     answer = None if answer is None else normalize_answer(answer)

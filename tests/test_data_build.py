@@ -365,6 +365,8 @@ def test_majority_answer_needs_a_strict_majority() -> None:
     assert majority_answer(["\\boxed{12}", "\\boxed{13}", "no answer", "\\boxed{14}"]) == (None, 1)
     assert majority_answer(["\\boxed{1}", "\\boxed{2}"])[0] is None  # a tie is not a majority
     assert majority_answer(["nothing", "\\boxed{"]) == (None, 0)
+    drafts = ["<think>\\boxed{12}</think>\\boxed{13}", "<think>\\boxed{12}", "\\boxed{13}"]
+    assert majority_answer(drafts) == ("13", 2)  # a draft inside <think> is no vote
 
 
 def test_synthesized_problems_are_accepted_only_by_majority_and_then_filtered(tmp_path: Path) -> None:

@@ -113,8 +113,8 @@ def test_units_in_parentheses_several_answers_and_body_plus_question() -> None:
     assert row("asdiv", 29)["drop"] == "answer_not_a_number"  # `Mrs. Hilt`
     assert row("svamp", 0)["answer"] == "51" and row("svamp", 0)["prompt"].count("\n") == 1
     thirds = row("mawps", 12)  # 10.333333333333334
-    assert thirds["answer"] == "31/3" and accepts("31/3", "10\\frac{1}{3}") is False
-    assert accepts("31/3", "\\frac{31}{3}")
+    assert thirds["answer"] == "31/3" and accepts("31/3", "10\\frac{1}{3}")  # a mixed number is its value
+    assert accepts("31/3", "\\frac{31}{3}") and not accepts("31/3", "10 \\cdot \\frac{1}{3}")
     assert row("mathqa", 0)["answer"] == "400"  # `Output Answer: ["400"]`
     aime = row("aime", 0)
     assert aime["answer"] == "60" and "solution" in meta(aime)

@@ -104,6 +104,8 @@ def test_a_sample_votes_for_its_extracted_answer_normalised() -> None:
     assert vote_answer(scored(r"first \boxed{1}, then \boxed{ 3 }", None)) == "3"  # a verifier with none
     assert vote_answer(scored(r"no box \boxed{3", None)) is None
     assert vote_answer(scored("no answer", None)) is None and vote_answer(scored("", " ")) is None
+    assert vote_answer(scored(r"<think>\boxed{2}</think> so \boxed{3}", None)) == "3"  # no draft votes
+    assert vote_answer(scored(r"<think>so \boxed{2}", None)) is None  # cut off while thinking
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,11 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "options": lambda n: "(A) option B " * (n // 13),
     "letter lines": lambda n: "A\n" * (n // 2),
     "pi and exp": lambda n: "exp(pi" * (n // 6),
+    "think tags": lambda n: "<think>1</think>" * (n // 16) + "<think>",
+    "answer tags": lambda n: "<answer>" * (n // 8) + "</answer>" * (n // 18),
+    "tag gaps": lambda n: "< \t/ \t" * (n // 6) + "answer",
+    "mixed numbers": lambda n: "1 1/2 2\\frac{1}{3}" * (n // 18),
+    "digit gaps": lambda n: "1 " * (n // 2) + "/2",
 }
 
 _BIG = {"max_response_chars": 10**7}
@@ -68,6 +73,8 @@ FUNCTIONS: dict[str, Callable[[str], object]] = {
     "bare_answer": extract.bare_answer,
     "stated_answer": extract.stated_answer,
     "final_answer": lambda t: _quiet(extract.final_answer, t),
+    "final_section": extract.final_section,
+    "closing_number": extract.closing_number,
     "split_items": answers.split_items,
     "equation_sides": answers.equation_sides,
     "relation_interval": answers.relation_interval,

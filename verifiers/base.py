@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
+from verifiers.extract import final_section
+
 Status = Literal["ok", "wrong", "no_answer", "parse_error", "timeout", "error"]
 STATUSES: tuple[Status, ...] = ("ok", "wrong", "no_answer", "parse_error", "timeout", "error")
 
@@ -34,9 +36,15 @@ class Verifier:
 
     `check(response, reference, sample)` returns `(status, extracted, detail)`; `verify` wraps it into a
     `Result` whose reward is `reward_correct` for status "ok" and `reward_wrong` for every other status.
+
+    A verifier that sets `reads_final_section` (every built-in does) is handed only the final section of a
+    reasoning model's response (`verifiers.extract.final_section`: the last `<answer>` block, else the text
+    after the last `</think>`), and a response cut off inside `<think>` is "no_answer": a draft answer in the
+    thinking never scores. Off by default, so that a verifier of the format itself sees the tags.
     """
 
     name: ClassVar[str] = "verifier"
+    reads_final_section: ClassVar[bool] = False
 
     def __init__(
         self, *, reward_correct: float = 1.0, reward_wrong: float = -1.0, max_response_chars: int = 20_000
@@ -48,6 +56,11 @@ class Verifier:
     def verify(self, response: str, reference: str, sample: Mapping[str, Any] | None = None) -> Result:
         if not isinstance(response, str) or len(response) > self.max_response_chars:
             return self.result("no_answer", None, "response missing or over the length cap")
+        if self.reads_final_section:
+            section = final_section(response)
+            if section is None:
+                return self.result("no_answer", None, "the response stops inside <think>: no final answer")
+            response = section
         status, extracted, detail = self.check(response, str(reference), sample)
         return self.result(status, extracted, detail)
 

@@ -37,6 +37,7 @@ class ExactVerifier(Verifier):
     """
 
     name = "exact"
+    reads_final_section = True
 
     def __init__(self, *, case_sensitive: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -77,6 +78,7 @@ class NumericVerifier(Verifier):
     """
 
     name = "numeric"
+    reads_final_section = True
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
         gold = read_number(gsm8k_answer(reference) or reference)
@@ -107,6 +109,7 @@ class MathVerifier(Verifier):
     """
 
     name = "math"
+    reads_final_section = True
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
         try:

@@ -60,6 +60,7 @@ class ChoiceVerifier(Verifier):
     """
 
     name = "choice"
+    reads_final_section = True
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
         options = options_of(sample)

@@ -1,5 +1,7 @@
-"""Find the answer in a model's response: the boxes of the final answer, "the answer is x" / "Answer: x"
-anywhere in the response, a GSM8K `#### x` line, a response that is nothing but maths, or the last number.
+"""Find the answer in a model's response: the final section of a reasoning model's output (`final_section`:
+the last `<answer>` block, else what follows the last `</think>`), then in it the boxes of the final answer,
+"the answer is x" / "Answer: x" anywhere, a GSM8K `#### x` line, a response that is nothing but maths, or
+the last number.
 
 Everything here runs in time linear in the response: scanners walk the text once, and every regular expression
 either is anchored to a short window or has no two quantifiers that can match the same characters (Python's
@@ -9,6 +11,7 @@ engine backtracks, and such pairs make it quadratic or exponential). Nothing her
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
@@ -29,6 +32,11 @@ _TAIL_CHARS = 700
 _MAX_AFTER_CONCLUSION = 160  # "I hope it is correct." and the like may follow the concluding sentence
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+")
+# What ends just before a last number and makes it part of one value: `7 1/` (→ `7 1/2`), `1/`, `\\frac{15}{`.
+# Searched only in a short window before the number (`pos`/`endpos`), so the search is bounded.
+_FRACTION_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} )?(?<![\w./])\d{1,20} ?/ ?$")
+_FRAC_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} ?)?\\[dt]?frac\{\d{1,20}\}\{$")
+_VALUE_WINDOW = 48
 _INNER_IS = re.compile(r"\s(?:is|are|was|equals|=)\s")
 _PROSE_STARTS = frozenset(
     [
@@ -72,6 +80,38 @@ _MAX_GAP_CHARS = 60
 _GAP_WORDS = frozenset(("and", "or", "text", "quad", "qquad", "mbox", "textbf", "mathrm", "hspace"))
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 _GAP_PUNCTUATION = re.compile(r"[{}$,;.:()\[\]\\=_\s*!+-]+")
+
+
+# `<think>`, `</think>`, `<answer>`, `< /ANSWER >`, `<thinking>`, `<reasoning>`: bounded gaps, linear.
+_TAG = re.compile(r"<[ \t]{0,8}(/?)[ \t]{0,8}(think|thinking|reasoning|answer)[ \t\n]{0,8}>", re.IGNORECASE)
+
+
+class _Tag(NamedTuple):
+    start: int
+    end: int
+    closing: bool
+    thinking: bool
+
+
+def final_section(text: str) -> str | None:
+    """The part of a response that holds its final answer: the last `<answer>...</answer>` block after the
+    thinking, else the text after the last `</think>`, else the whole text. None when the response stops
+    inside a `<think>` block (cut off mid-thought): it has no final answer, and a draft inside the thinking
+    never counts. An `<answer>` that never closes runs to the end (a `</answer>` stop string is cut off)."""
+    if "<" not in text:
+        return text
+    found = _TAG.finditer(text)
+    tags = [_Tag(m.start(), m.end(), bool(m.group(1)), m.group(2).lower() != "answer") for m in found]
+    thinking = [tag for tag in tags if tag.thinking]
+    if thinking and not thinking[-1].closing:
+        return None
+    start = thinking[-1].end if thinking else 0
+    answers = [tag for tag in tags if not tag.thinking and tag.start >= start]
+    opening = next((tag for tag in reversed(answers) if not tag.closing), None)
+    if opening is None:
+        return _TAG.sub(" ", text[start:]) if answers else text[start:]  # a stray `</answer>`
+    closing = next((tag for tag in answers if tag.closing and tag.start >= opening.end), None)
+    return text[opening.end : closing.start if closing else len(text)]
 
 
 class UnbalancedBraces(ValueError):
@@ -295,10 +335,26 @@ def gsm8k_answer(text: str) -> str | None:
     return matches[-1].strip() if matches else None
 
 
+def _whole_value(text: str, match: re.Match[str]) -> str:
+    """The number `match` found, with the fraction or mixed number it ends: the `2` of `7 1/2`, `1/2` or
+    `\\frac{15}{2}` is that whole value, never the denominator alone."""
+    start, end = match.span()
+    window = max(0, start - _VALUE_WINDOW)
+    before = _FRACTION_BEFORE.search(text, window, start)
+    if before:
+        return text[before.start() : end]
+    before = _FRAC_BEFORE.search(text, window, start)
+    if before and text[end : end + 1] == "}":
+        return text[before.start() : end + 1]
+    return match.group(0)
+
+
 def last_number(text: str) -> str | None:
-    """The last decimal number in the text, thousands separators included ("1,234.5")."""
-    matches = _NUMBER.findall(text[-2000:])
-    return matches[-1] if matches else None
+    """The last decimal number in the text, thousands separators included ("1,234.5"); a number that ends a
+    fraction or a mixed number is that value (`7 1/2`, `1/2`, `\\frac{15}{2}`), never its denominator."""
+    tail = text[-2000:]
+    matches = list(_NUMBER.finditer(tail))
+    return _whole_value(tail, matches[-1]) if matches else None
 
 
 def bare_answer(text: str) -> str | None:
@@ -364,7 +420,7 @@ def closing_number(text: str, max_after: int = 40) -> str | None:
     ending = after.strip().rstrip("*$").strip()
     if len(after) > max_after or any(c.isdigit() for c in after) or not ending.endswith((".", "!")):
         return None
-    return matches[-1].group(0)
+    return _whole_value(lines[-1], matches[-1])
 
 
 def final_answer(text: str) -> str | None:

@@ -32,6 +32,14 @@ _MAX_TEXT_NESTING = 8
 _PROGRAM_PI = re.compile(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])")
 _PROGRAM_SQRT = re.compile(r"(?<![\\a-zA-Z])sqrt(?=\s*[({\d])")
 _PROGRAM_EXP = re.compile(r"(?<![\\a-zA-Z])exp\(([^()]{1,200})\)")
+# A mixed number: an integer, then (directly, or after one space) a proper fraction, glued to no name,
+# decimal, power or product (`x2\\frac12`, `1.5\\frac12`, `2\\frac12\\pi`, `2\\frac12^2` stay as written).
+_MIXED_BEFORE = r"(?<![\w.}\\)^_*/!])(?<!\d,)([-+]?)(\d+)"
+_MIXED_AFTER = r"(?![\w.({^_\[]|\\(?!cdot|times|div))"
+_MIXED_LATEX = re.compile(_MIXED_BEFORE + r" ?\\frac\{(\d+)\}\{(\d+)\}" + _MIXED_AFTER)  # `2\\frac{1}{2}`
+MIXED_NUMBER = re.compile(_MIXED_BEFORE + r" (\d+)/(\d+)" + _MIXED_AFTER.replace("({", "({/"))  # `7 1/2`
+_DIGIT_GAP = re.compile(r"(?<=\d) (?=\d)(?!\d{3}(?!\d))")  # `2 3/2`, `1 2`; not `1 000` (thousands)
+_MAX_MIXED_DIGITS = 40
 _PREFIX_VARIABLE = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*(?:=|\\in)\s*(?!.*(?:=|\\in))")
 
 
@@ -53,6 +61,33 @@ def fix_shorthand(text: str) -> str:
 
 def _unwrap_text(match: re.Match[str]) -> str:
     return match.group(1)
+
+
+def mixed_value(whole: str, numerator: str, denominator: str) -> Fraction:
+    """The value of the mixed number `whole numerator/denominator`: `7 1/2` is 15/2, `-2 1/2` is -5/2 (the
+    sign belongs to the whole number). One reading, shared with the dataset builder (`rlvr.data.fields`)."""
+    fraction = Fraction(int(numerator), int(denominator))
+    return -(abs(int(whole)) + fraction) if whole.strip().startswith("-") else int(whole) + fraction
+
+
+def _mixed_as_fraction(match: re.Match[str]) -> str:
+    sign, whole, numerator, denominator = match.groups()
+    if max(map(len, (whole, numerator, denominator))) > _MAX_MIXED_DIGITS:
+        return match.group(0)
+    if not 0 < int(numerator) < int(denominator):
+        return match.group(0)  # an improper fraction after a number: `2\\frac{3}{2}` is a product
+    value = mixed_value(sign + whole, numerator, denominator)
+    return ("-" if value < 0 else "") + f"\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+
+
+def read_mixed_numbers(text: str) -> str:
+    """`2\\frac{1}{2}` → `\\frac{5}{2}`, `7 1/2` → `\\frac{15}{2}`, `-2\\frac12` → `-\\frac{5}{2}`: a mixed
+    number is its value, never the product 2·½ or the concatenation 71/2 (docs/verifiers.md). Expects
+    `\\frac` with braced digits (`fix_shorthand` first); `2\\pi`, `2 \\cdot \\frac12`, `x\\frac12` and
+    `2\\frac{3}{2}` are kept."""
+    if "/" in text:
+        text = MIXED_NUMBER.sub(_mixed_as_fraction, text)
+    return _MIXED_LATEX.sub(_mixed_as_fraction, text) if "\\frac" in text else text
 
 
 def strip_units(text: str) -> str:
@@ -94,12 +129,13 @@ def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
         if unwrapped == text:
             break
         text = unwrapped
-    text = _WHITESPACE.sub(" ", text).strip().rstrip(".").strip()
+    text = read_mixed_numbers(_WHITESPACE.sub(" ", text).strip().rstrip(".").strip())
     text = strip_units(text)
     if drop_variable:
         text = _PREFIX_VARIABLE.sub("", text)
     if _THOUSANDS.match(text):
         text = text.replace(",", "")
+    text = _DIGIT_GAP.sub(",", text)  # digits a space apart are never one number, but for thousands
     return _BASE_SUBSCRIPT.sub(r"_\1", text.replace(" ", ""))
 
 

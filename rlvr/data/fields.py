@@ -14,6 +14,8 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from verifiers.normalize import mixed_value
+
 LETTERS = "ABCDEFGHIJ"
 _OPTION_LABEL = re.compile(r"^\s*[(（]?([A-Ja-j])\s*[).:）．：、]\s*")
 # full-width ASCII (U+FF01..U+FF5E) -> ASCII, the ideographic space and the Chinese full stop and comma
@@ -101,9 +103,10 @@ def _float_text(value: float) -> str:
 def _fraction_text(whole: str | None, numerator: str, denominator: str) -> str:
     if int(denominator) == 0:
         raise NotANumber("zero denominator")
-    value = Fraction(int(numerator), int(denominator))
     if whole:
-        value = int(whole) + value if int(whole) >= 0 else int(whole) - value  # mixed number
+        value = mixed_value(whole, numerator, denominator)
+    else:
+        value = Fraction(int(numerator), int(denominator))
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from rlvr.data.filters import verifiability_reason
 from rlvr.data.sources import candidate
 from verifiers import get_verifier
-from verifiers.extract import UnbalancedBraces, final_answer
+from verifiers.extract import UnbalancedBraces, final_answer, final_section
 
 # texts -> n sampled completions per text
 SampleFn = Callable[[list[str], int], list[list[str]]]
@@ -36,7 +36,8 @@ def majority_answer(solutions: list[str], verifier: str = "math") -> tuple[str |
     clusters: list[list[Any]] = []  # [representative answer, votes]
     for text in solutions:
         try:
-            answer = final_answer(text)
+            section = final_section(text)  # a reasoning model's draft inside <think> is no vote
+            answer = final_answer(section) if section is not None else None
         except UnbalancedBraces:
             answer = None
         if not answer:
