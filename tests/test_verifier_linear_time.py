@@ -16,8 +16,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from verifiers import answers, extract, get_verifier, normalize
+from verifiers import answers, extract, get_verifier, matrices, normalize
 from verifiers.choice import letter_of
+from verifiers.symbolic import UnsafeExpression
 
 SMALL, FACTOR = 2_000, 8
 MAX_GROWTH = 20.0
@@ -57,9 +58,15 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "tag gaps": lambda n: "< \t/ \t" * (n // 6) + "answer",
     "mixed numbers": lambda n: "1 1/2 2\\frac{1}{3}" * (n // 18),
     "digit gaps": lambda n: "1 " * (n // 2) + "/2",
+    "matrix rows": lambda n: "\\begin{pmatrix}" + "1\\\\" * (n // 3) + "\\end{pmatrix}",
+    "matrix cells": lambda n: "\\left(\\begin{array}{cc}" + "1&" * (n // 2) + "\\end{array}\\right)",
+    "matrix begins": lambda n: "\\begin{bmatrix}" * (n // 15) + "\\end{bmatrix}",
+    "left wrappers": lambda n: "\\left(" * (n // 6) + "\\right)" * (n // 7),
+    "tuple": lambda n: "(" + "1, " * (n // 3) + ")",
 }
 
 _BIG = {"max_response_chars": 10**7}
+_MATRIX_GOLD = "\\begin{pmatrix}1\\\\2\\end{pmatrix}"
 FUNCTIONS: dict[str, Callable[[str], object]] = {
     "normalize_answer": normalize.normalize_answer,
     "strip_units": normalize.strip_units,
@@ -78,8 +85,11 @@ FUNCTIONS: dict[str, Callable[[str], object]] = {
     "split_items": answers.split_items,
     "equation_sides": answers.equation_sides,
     "relation_interval": answers.relation_interval,
+    "read_matrix": lambda t: _quiet(matrices.read_matrix.__wrapped__, t),  # uncached: timed thrice
+    "tuple_items": matrices.tuple_items,
     "letter_of": letter_of,
     "math": lambda t: get_verifier("math", **_BIG).verify(t, "18"),
+    "math, matrix gold": lambda t: get_verifier("math", **_BIG).verify(t, _MATRIX_GOLD),
     "numeric": lambda t: get_verifier("numeric", **_BIG).verify(t, "18"),
     "exact": lambda t: get_verifier("exact", **_BIG).verify(t, "18"),
     "choice": lambda t: get_verifier("choice", **_BIG).verify(t, "A"),
@@ -89,7 +99,7 @@ FUNCTIONS: dict[str, Callable[[str], object]] = {
 def _quiet(function: Callable[[str], object], text: str) -> object:
     try:
         return function(text)
-    except extract.UnbalancedBraces:
+    except (extract.UnbalancedBraces, UnsafeExpression):
         return None
 
 

@@ -61,11 +61,6 @@ RULED_DIFFERENTLY = {
     ("test_all.py", 921, 1): _ROUNDED,
     (
         "test_all.py",
-        577,
-        1,
-    ): "`\\sqrt[3]{x}^2` against `x^{2/3}` in a matrix: not compared symbolically by rlvr",
-    (
-        "test_all.py",
         901,
         1,
     ): "`\\\\le` in the prediction is a LaTeX line break and `le`: a typo upstream, not `\\le`",

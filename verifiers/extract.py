@@ -79,6 +79,7 @@ _MAX_GROUP_BOXES = 16
 _MAX_GAP_CHARS = 60
 _GAP_WORDS = frozenset(("and", "or", "text", "quad", "qquad", "mbox", "textbf", "mathrm", "hspace"))
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[a-zA-Z]+\*?\}")  # `\begin{pmatrix}`: maths, no words
 _GAP_PUNCTUATION = re.compile(r"[{}$,;.:()\[\]\\=_\s*!+-]+")
 
 
@@ -368,7 +369,8 @@ def bare_answer(text: str) -> str | None:
         m in inner for m in ("$", "\\(", "\\[")
     ):
         return inner or None  # exactly one delimited span
-    words = [w for w in re.split(r"[^a-zA-Z]+", _LATEX_COMMAND.sub(" ", stripped)) if len(w) > 2]
+    commands = _LATEX_COMMAND.sub(" ", _ENVIRONMENT.sub(" ", stripped))
+    words = [w for w in re.split(r"[^a-zA-Z]+", commands) if len(w) > 2]
     maths = any(c.isdigit() or c in "\\^_=<>" for c in stripped)  # `nothing` alone is no answer
     return inner or None if len(words) <= 1 and maths else None
 

@@ -1,8 +1,9 @@
 """The `math` verifier's comparison of an extracted answer with a gold answer, in layers, cheapest first.
 
-1. One reading each (`_compare_one`): normalised strings, exact rationals, then symbolic equivalence of the
-   parsed LaTeX. A verdict between two plain numbers, two numbers in different bases, a `\\pm` answer and a
-   plain one, or an answer too large to evaluate is final.
+1. One reading each (`_compare_one`): normalised strings, matrices entry by entry (`verifiers.matrices`),
+   exact rationals, then symbolic equivalence of the parsed LaTeX. A verdict between two plain numbers, two
+   numbers in different bases, two matrices, a `\\pm` answer and a plain one, or an answer too large to
+   evaluate is final.
 2. The shapes real answers come in (`verifiers.answers`): the value of a final `lhs = value` (`|r-s| = 16`
    against 16), the value of a named gold (`(p,q)=(3,2)` against `(3,2)`), lists and answer sets in any
    order (`1331 \\text{ and } 1728` against `1331, 1728`; `p=5,q=2;p=7,q=2` against `(5,2),(7,2)`), and
@@ -31,6 +32,7 @@ from verifiers.answers import (
 from verifiers.base import Status
 from verifiers.extract import answer_is, final_boxes
 from verifiers.fallback import math_verify_equal
+from verifiers.matrices import Entries, read_matrix, tuple_items
 from verifiers.normalize import BASE_NUMBER, has_percent, normalize_answer, strip_delimiters, to_fraction
 from verifiers.symbolic import UnsafeExpression, equivalent, parse_latex
 
@@ -85,6 +87,9 @@ def _compare_one(answer: str, gold: str) -> Verdict:
         return Verdict("ok", True)
     if mine.lstrip("-") == theirs.lstrip("-"):
         return Verdict("wrong", True)  # the same text but for a leading minus sign
+    matrices = _matrix_verdict(answer, gold)
+    if matrices is not None:
+        return matrices
     if BASE_NUMBER.match(mine) or BASE_NUMBER.match(theirs):
         return Verdict("wrong", True)  # `1101_2` and `1101_3` are different numbers; the base is part of it
     if ":" in mine or ":" in theirs:
@@ -94,6 +99,37 @@ def _compare_one(answer: str, gold: str) -> Verdict:
     if mine_value is not None and gold_value is not None:
         return Verdict("ok" if _numbers_equal(answer, gold, mine_value, gold_value) else "wrong", True)
     return _compare_parsed(mine, theirs)
+
+
+def _matrix_verdict(answer: str, gold: str) -> Verdict | None:
+    """Matrices entry by entry, each entry compared like any answer (`\\frac12` = `0.5`), the same shape
+    required; a column vector also answers a gold tuple of its length; a matrix is no other kind of answer
+    (docs/verifiers.md, "Matrices and vectors"). None when neither side is a matrix."""
+    try:
+        mine, theirs = read_matrix(answer), read_matrix(gold)
+    except UnsafeExpression:
+        return Verdict("wrong", True)
+    if mine is None and theirs is None:
+        return None
+    if mine is not None and theirs is not None:
+        return Verdict("ok" if _entries_equal(mine, theirs) else "wrong", True)
+    # a matrix written some other way (`2\begin{pmatrix}...`, `\begin{pmatrix}...^T`) is left to the parsed
+    # trees and math-verify; `v = (matrix)` to the reading of its value
+    readable = "\\begin" not in (gold if theirs is None else answer)
+    final = readable and "=" not in answer + gold
+    items = tuple_items(gold) if mine is not None and len(mine[0]) == 1 else None
+    if items is not None:
+        same = _entries_equal(mine, tuple((item,) for item in items))
+        return Verdict("ok" if same else "wrong", final, readable)
+    return Verdict("wrong", final, readable)
+
+
+def _entries_equal(mine: Entries, theirs: Entries) -> bool:
+    """The same shape and every entry equal, in order; stops at the first entry that differs."""
+    if len(mine) != len(theirs) or len(mine[0]) != len(theirs[0]):
+        return False
+    pairs = (pair for rows in zip(mine, theirs, strict=True) for pair in zip(*rows, strict=True))
+    return all(_compare(a, b) == "ok" for a, b in pairs)
 
 
 def _compare_parsed(mine: str, theirs: str) -> Verdict:

@@ -28,6 +28,7 @@ _MAX_DIGITS = 4000  # exact reading of longer numerals is refused: nobody's answ
 _BASE_SUBSCRIPT = re.compile(r"_\{(\d+)\}")
 BASE_NUMBER = re.compile(r"^-?[0-9A-Z.]+_\d+$")  # `1101_2`, `0.0011_2`: digits in base 2, as written
 _WHITESPACE = re.compile(r"\s+")
+_MATH_DELIMITER = re.compile(r"(?<!\\)\\[()\[\]]")  # `\(`, `\)`, `\[`, `\]`, but not after `\\`
 _MAX_TEXT_NESTING = 8
 _PROGRAM_PI = re.compile(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])")
 _PROGRAM_SQRT = re.compile(r"(?<![\\a-zA-Z])sqrt(?=\s*[({\d])")
@@ -140,9 +141,10 @@ def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
 
 
 def strip_delimiters(text: str) -> str:
-    """The answer without surrounding `$`/`$$`, `\\(...\\)`, `\\[...\\]`, final period and whitespace."""
+    """The answer without surrounding `$`/`$$`, `\\(...\\)`, `\\[...\\]`, final period and whitespace. A line
+    break `\\\\` followed by a bracket (a matrix row `\\\\(2)`) is no delimiter."""
     text = text.strip().rstrip(".").strip().strip("$").strip()
-    return text.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "").strip()
+    return _MATH_DELIMITER.sub("", text).strip()
 
 
 def to_fraction(text: str) -> Fraction | None:

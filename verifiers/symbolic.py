@@ -29,6 +29,7 @@ MAX_SYMBOLIC_CHARS = 400
 MAX_NODES = 400
 MAX_DIGITS = 30_000.0  # `10^{9999}`, `2^{10000}` and `1000!` are fine; `((10^{9999})^{9999})^{9999}` is not
 MAX_FACTORIAL = 5_000.0
+MAX_MATRIX_SIDE = 20  # rows or columns; each entry also counts towards MAX_NODES and MAX_DIGITS
 _PRECISION = 60
 _TOLERANCE = sympy.Float("1e-40", _PRECISION)
 _POINTS = (sympy.Rational(7, 5), sympy.Rational(23, 10), sympy.Rational(31, 7), sympy.Rational(11, 3))
@@ -95,8 +96,11 @@ def _digits(expr: sympy.Basic) -> float:
 
     Sums and products add their operands' digits, a power multiplies its base's digits by a bound on its
     exponent, `n!` needs about n·log10(n). Bounding each node alone is not enough: every exponent of
-    `((10^{9999})^{9999})^{9999}` is small, the number has 4·10^11 digits.
+    `((10^{9999})^{9999})^{9999}` is small, the number has 4·10^11 digits. A matrix needs the digits of its
+    entries (a mutable `sympy.Matrix` has no `.args`, which used to make every matrix look infinite).
     """
+    if isinstance(expr, sympy.MatrixBase):
+        return sum(_digits(entry) for entry in expr) + 1.0
     if isinstance(expr, sympy.Symbol) or not expr.args:
         if expr.is_Rational:
             return float(len(str(abs(expr.p))) + len(str(expr.q)))
@@ -115,7 +119,10 @@ def _digits(expr: sympy.Basic) -> float:
 
 def check_size(expr: sympy.Basic) -> None:
     """Refuse trees too big to evaluate: more than MAX_NODES nodes, or an exact value with more than
-    MAX_DIGITS digits anywhere in the tree (huge exponents, towers, nested powers, factorials, binomials)."""
+    MAX_DIGITS digits anywhere in the tree (huge exponents, towers, nested powers, factorials, binomials), or
+    a matrix with more than MAX_MATRIX_SIDE rows or columns (its entries count as nodes and digits)."""
+    if isinstance(expr, sympy.MatrixBase) and max(expr.shape) > MAX_MATRIX_SIDE:
+        raise UnsafeExpression(f"matrix larger than {MAX_MATRIX_SIDE}x{MAX_MATRIX_SIDE}")
     for nodes, _ in enumerate(sympy.preorder_traversal(expr), start=1):
         if nodes > MAX_NODES:
             raise UnsafeExpression(f"answer has more than {MAX_NODES} terms")
