@@ -57,6 +57,14 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "tag gaps": lambda n: "< \t/ \t" * (n // 6) + "answer",
     "mixed numbers": lambda n: "1 1/2 2\\frac{1}{3}" * (n // 18),
     "digit gaps": lambda n: "1 " * (n // 2) + "/2",
+    "money": lambda n: "The answer is $1" + " $1." * (n // 4),
+    "escaped dollars": lambda n: "\\$" * (n // 2) + "1",
+    "currency codes": lambda n: "USD " * (n // 4) + "18",
+    "ruled out": lambda n: "5, not " * (n // 7) + "6",
+    "nots": lambda n: "not " * (n // 4) + "6",
+    "braced thousands": lambda n: "1{,}000" * (n // 7) + "{,}",
+    "thin-space thousands": lambda n: "1\\,000,\\!" * (n // 10),
+    "final commas": lambda n: "72" + ",;" * (n // 2),
 }
 
 _BIG = {"max_response_chars": 10**7}
