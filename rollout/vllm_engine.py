@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from rlvr.model.megrez2 import Megrez2Config, Megrez2ForCausalLM
+from rlvr.model.tied import check_tied_head
 from rollout.routing_capture import EXTENSION, routes_by_request
 from rollout.types import Rollout, Seeds, check_temperature, compact_routes, repeat_samples, seeds_of_samples
 from rollout.vllm_logging import quiet_vllm
@@ -92,7 +93,7 @@ class VLLMEngine:
         self.stop_token_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
         self.eos_token_id = self.stop_token_ids[0]
         self.model_dir = Path(model_dir)
-        self.num_experts = config.n_routed_experts
+        self.num_experts, self.tied = config.n_routed_experts, config.tie_word_embeddings
         self.capture_routing = capture_routing
         self.llm = LLM(
             model=str(model_dir),
@@ -211,8 +212,11 @@ class VLLMEngine:
 
     def update_weights(self, state: dict[str, torch.Tensor]) -> float:
         """Loads a full native state dict in place through vLLM's reload path (no restart), then drops the
-        prefix cache, whose KV entries the old weights computed. Returns the seconds it took."""
+        prefix cache, whose KV entries the old weights computed. Returns the seconds it took. With a tied
+        head, a state whose `lm_head.weight` differs from its embedding is refused before anything loads."""
         start = time.perf_counter()
+        if self.tied:
+            check_tied_head(state)
         items = list(state.items())  # a list, not a generator: vLLM may iterate it more than once
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": items})
         self._after_sync(start)

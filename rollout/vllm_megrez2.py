@@ -22,7 +22,7 @@ Weights load through `load_weights`, which routes every checkpoint tensor throug
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -45,6 +45,7 @@ from vllm.model_executor.model_loader.weight_utils import default_weight_loader
 from vllm.sequence import IntermediateTensors
 
 from rlvr.model.megrez2 import Megrez2Config, RoutedExperts, layer_banks, route_tokens
+from rlvr.model.tied import EMBEDDING, HEAD, check_tied_head
 from rollout.vllm_cpu_moe import CpuFusedExperts, cpu_kernel_available
 from rollout.vllm_plugin import CAPTURE_ROUTES, native_config
 
@@ -351,18 +352,28 @@ class MegrezMoeForCausalLM(nn.Module):
     def compute_logits(self, hidden_states: Tensor) -> Tensor | None:
         return self.logits_processor(self.lm_head, hidden_states)
 
+    def _untied(self, weights: Iterable[tuple[str, Tensor]]) -> Iterator[tuple[str, Tensor]]:
+        """The weights without a tied `lm_head.weight`: it is the embedding, and vLLM's reload silently does
+        nothing if it is loaded twice. One that differs from the embedding is refused (`rlvr.model.tied`) as
+        soon as both are read."""
+        tied: dict[str, Tensor] = {}
+        for name, tensor in weights:
+            if name in (HEAD, EMBEDDING) and self.config.tie_word_embeddings:
+                tied[name] = tensor
+                check_tied_head(tied)
+                if name == HEAD:
+                    continue
+            yield name, tensor
+
     def load_weights(self, weights: Iterable[tuple[str, Tensor]]) -> set[str]:
         """Official checkpoint names (or the native state dict's, whose expert banks are stacked) ->
         parameters, each through its `weight_loader`. Routed experts are read only from group leaders; a tied
-        `lm_head.weight` is skipped: it is the embedding, and vLLM's reload silently does nothing if it is
-        loaded twice."""
+        `lm_head.weight` is skipped (`_untied`)."""
         for fused in self.model.fused.values():  # packed expert weights describe the old weights
             fused.invalidate()
         params = dict(self.named_parameters())
         loaded: set[str] = set()
-        for name, tensor in weights:
-            if name == "lm_head.weight" and self.config.tie_word_embeddings:
-                continue
+        for name, tensor in self._untied(weights):
             if match := _EXPERT.fullmatch(name):
                 bank, layer, expert, shard = match[1], int(match[2]), int(match[3]), match[4]
                 if self.native.group_leader(layer) != layer:

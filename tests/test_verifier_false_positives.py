@@ -1,6 +1,6 @@
 """False positives (a wrong answer scored +1, the worst error for RL), each closed as a kind, with the
-neighbouring forms that must still verify (docs/verifiers.md, "Reasoning models: the final answer only" and
-"Mixed numbers are their value")."""
+neighbouring forms that must still verify (docs/verifiers.md, "Reasoning models: the final answer only",
+"Mixed numbers are their value" and "Money and a sentence's punctuation")."""
 
 from __future__ import annotations
 
@@ -206,3 +206,116 @@ def test_the_dataset_builder_shares_the_reading() -> None:
     assert number_answer("2((1)/(3))") == "7/3" and number_answer("-2((1)/(2))") == "-5/2"
     assert mixed_value("-0", "1", "2") == -mixed_value("0", "1", "2")
     assert normalize_answer("-2\\frac12") == "-\\frac{5}{2}" and normalize_answer("7 1/2") == "\\frac{15}{2}"
+
+
+# Kind 4: money signs and a sentence's punctuation are no part of the value; a value ruled out is no answer.
+MONEY_FORMS = [  # (response, gold): numeric and math both read the value
+    ("\\boxed{\\$18}", "18"),
+    ("$\\boxed{\\$18}$", "18"),
+    ("\\boxed{\\$ 18}", "18"),
+    ("\\boxed{\\$\\,18}", "18"),
+    ("\\boxed{18\\$}", "18"),
+    ("\\boxed{-\\$18}", "-18"),
+    ("\\boxed{\\$-18}", "-18"),
+    ("\\boxed{€18}", "18"),
+    ("\\boxed{18 €}", "18"),
+    ("\\boxed{£18}", "18"),
+    ("\\boxed{¥18}", "18"),
+    ("\\boxed{\\pounds 18}", "18"),
+    ("\\boxed{\\textdollar 18}", "18"),
+    ("\\boxed{USD 18}", "18"),
+    ("\\boxed{18 USD}", "18"),
+    ("\\boxed{\\$18.00}", "18"),
+    ("\\boxed{\\$9{,}500}", "9500"),
+    ("\\boxed{9{,}500}", "9500"),
+    ("\\boxed{\\$9,\\!500}", "9500"),
+    ("\\boxed{\\$1,800.50}", "1800.5"),
+    ("\\boxed{$1,000$}", "1000"),
+    ("\\boxed{\\$18 \\text{ per hour}}", "18"),
+    ("#### \\$72", "72"),
+    ("#### $72", "72"),
+    ("#### 72$", "72"),
+    ("#### €72", "72"),
+    ("#### 72,", "72"),
+    ("#### 72.", "72"),
+    ("#### 72;", "72"),
+    ("#### \\$1,000,", "1000"),
+    ("\\boxed{72,}", "72"),
+    ("\\boxed{72;}", "72"),
+    ("The answer is \\$18.", "18"),
+    ("The answer is $18.", "18"),
+    ("The answer is $18. She saves all of it.", "18"),
+    ("She pays \\$9{,}500 in total.", "9500"),
+    ("The answer is 5, not 6.", "5"),
+    ("The answer is 5 (not 6).", "5"),
+    ("The answer is 5, but not 6.", "5"),
+    ("The answer is 5 rather than 6.", "5"),
+    ("#### 5, not 6", "5"),
+    ("\\boxed{18}", "\\$18"),  # golds too
+    ("\\boxed{18}", "$18"),
+    ("\\boxed{18}", "€18"),
+    ("#### 18", "\\$ 18"),
+    ("\\boxed{9500}", "\\$9{,}500"),
+    ("\\boxed{72}", "72,"),
+]
+MONEY_NEAR_MISSES = [  # (response, gold): neither scores
+    ("\\boxed{\\$18}", "17"),
+    ("\\boxed{\\$18}", "-18"),
+    ("\\boxed{-\\$18}", "18"),
+    ("\\boxed{\\$18.50}", "18"),
+    ("\\boxed{\\$1,800}", "18"),
+    ("\\boxed{\\$9{,}500}", "500"),
+    ("\\boxed{\\$9{,}500}", "9"),
+    ("She pays \\$9{,}500 in total.", "500"),
+    ("She pays 9\\,500 dollars.", "500"),
+    ("\\boxed{18, 19}", "18"),
+    ("\\boxed{18, 19}", "19"),
+    ("\\boxed{\\$18, \\$19}", "18"),
+    ("\\boxed{1,2}", "12"),
+    ("\\boxed{1, 200}", "1200"),
+    ("#### 72, 73", "72"),
+    ("#### 72, 73", "73"),
+    ("#### 7,2", "72"),
+    ("#### 72!", "72"),  # a factorial, not an exclamation
+    ("The answer is 5, not 6.", "6"),
+    ("The answer is 5 (not 6).", "6"),
+    ("The answer is 5 rather than 6.", "6"),
+    ("#### 5, not 6", "6"),
+    ("So it is 5, not 6.", "6"),
+    ("It is not 6.", "6"),
+    ("\\boxed{17}", "\\$18"),
+    ("\\boxed{18}", "\\$18, \\$19"),
+]
+
+
+@pytest.mark.parametrize("name", ("numeric", "math"))
+@pytest.mark.parametrize(("response", "gold"), MONEY_FORMS)
+def test_money_and_punctuation_read_the_value(name: str, response: str, gold: str) -> None:
+    assert status(name, response, gold) == "ok"
+
+
+@pytest.mark.parametrize("name", ("numeric", "math"))
+@pytest.mark.parametrize(("response", "gold"), MONEY_NEAR_MISSES)
+def test_money_near_misses_never_score(name: str, response: str, gold: str) -> None:
+    assert status(name, response, gold) != "ok"
+
+
+def test_money_pieces() -> None:
+    from verifiers.extract import before_ruled_out, last_number
+    from verifiers.normalize import normalize_answer, strip_delimiters
+
+    assert normalize_answer("\\$9{,}500") == "9500" and normalize_answer("18\\$") == "18"
+    assert normalize_answer("\\euro 18") == "18" and normalize_answer("-USD 18") == "-18"
+    assert normalize_answer("USD") == "USD" and normalize_answer("\\pounds{}18") == "18"
+    assert strip_delimiters("18\\$") == "18\\$" and strip_delimiters("$18\\$$") == "18\\$"
+    assert strip_delimiters("$72,$") == "72" and strip_delimiters("72;") == "72"
+    assert strip_delimiters("1, 2, 3, ...") == "1, 2, 3," and strip_delimiters("18\\,") == "18\\,"
+    assert last_number("She pays \\$9{,}500 and 2,000,000.") == "2,000,000"
+    assert last_number("It costs 9{,}500.") == "9{,}500" and last_number("9\\,500 m") == "9\\,500"
+    assert last_number("5, not 6") == "5" and last_number("not 6") is None
+    assert last_number("she cannot 6") == "6" and last_number("5 instead of \\$6") == "5"
+    assert before_ruled_out("5, not 6") == "5" and before_ruled_out("5 (not 6)") == "5"
+    assert before_ruled_out("f(x, not y)") == "f(x, not y)"  # the cut would split the parentheses
+    assert before_ruled_out("\\text{5, not 6}") == "\\text{5, not 6}"
+    assert before_ruled_out("x \\not= 5") == "x \\not= 5"
+    assert status("exact", "#### \\$72,", "72") == "ok" and status("exact", "\\boxed{€18}", "18") == "ok"

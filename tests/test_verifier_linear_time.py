@@ -63,6 +63,14 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "matrix begins": lambda n: "\\begin{bmatrix}" * (n // 15) + "\\end{bmatrix}",
     "left wrappers": lambda n: "\\left(" * (n // 6) + "\\right)" * (n // 7),
     "tuple": lambda n: "(" + "1, " * (n // 3) + ")",
+    "money": lambda n: "The answer is $1" + " $1." * (n // 4),
+    "escaped dollars": lambda n: "\\$" * (n // 2) + "1",
+    "currency codes": lambda n: "USD " * (n // 4) + "18",
+    "ruled out": lambda n: "5, not " * (n // 7) + "6",
+    "nots": lambda n: "not " * (n // 4) + "6",
+    "braced thousands": lambda n: "1{,}000" * (n // 7) + "{,}",
+    "thin-space thousands": lambda n: "1\\,000,\\!" * (n // 10),
+    "final commas": lambda n: "72" + ",;" * (n // 2),
 }
 
 _BIG = {"max_response_chars": 10**7}

@@ -22,7 +22,7 @@ from verifiers.extract import (
 )
 from verifiers.limits import TimeUp, time_limit
 from verifiers.math_compare import clean_gold, compare, several_values
-from verifiers.normalize import normalize_answer, to_fraction
+from verifiers.normalize import LIST_COMMA, normalize_answer, to_fraction
 
 Check = tuple[Status, str | None, str | None]
 COMPARE_LIMIT_S = 0.8  # wall-clock bound on one comparison, where signals work (inline, pool workers)
@@ -60,8 +60,11 @@ class ExactVerifier(Verifier):
 
 
 def read_number(text: str) -> Fraction | None:
-    """A plain number from an answer: `$1,234`, `42.0`, `-3 apples`, `\\frac{1}{2}`, `50\\%` (as 50)."""
-    cleaned = normalize_answer(text.replace("$", "").replace("\\$", ""))
+    """A plain number from an answer: `$1,234`, `\\$9{,}500`, `€18`, `72,` (a sentence's comma), `42.0`,
+    `-3 apples`, `\\frac{1}{2}`, `50\\%` (as 50). A list (`18, 19`, `1, 200`) is no number."""
+    if LIST_COMMA.search(text):
+        return None
+    cleaned = normalize_answer(text.replace("\\$", "").replace("$", ""))  # `\\$` first: never `\\18`
     value = to_fraction(cleaned)
     if value is None:
         number = last_number(cleaned)

@@ -31,7 +31,15 @@ _VALUE_START = re.compile(r"[-+(\[{\\\d.]")  # a number, a bracket or a command:
 _TAIL_CHARS = 700
 _MAX_AFTER_CONCLUSION = 160  # "I hope it is correct." and the like may follow the concluding sentence
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+")
+# Thousands separated by `,`, `{,}`, `,\!` or `\,` (`9{,}500` is one number, not 500).
+_NUMBER = re.compile(r"-?\d+(?:(?:,|\{,\}|,\\!|\\,)\d{3})*(?:\.\d+)?|-?\.\d+")
+# A number the response rules out (`5, not 6`, `5 rather than 6`): searched only in a short window before it.
+_RULED_OUT_BEFORE = re.compile(r"\b(?:not|rather\sthan|instead\sof)\s{1,3}(?:\\?\$|[€£])?\s?$", re.I)
+_RULED_OUT_WINDOW = 20
+# An answer going on to rule out another value: `5, not 6`, `5 (not 6)`, `5, but not 6`, `5 rather than 6`.
+_RULED_OUT_AFTER = re.compile(
+    r"[,;(]\s{0,3}(?:and\s{1,3}|but\s{1,3})?not\s|\s(?:rather\sthan|instead\sof)\s", re.I
+)
 # What ends just before a last number and makes it part of one value: `7 1/` (→ `7 1/2`), `1/`, `\\frac{15}{`.
 # Searched only in a short window before the number (`pos`/`endpos`), so the search is bounded.
 _FRACTION_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} )?(?<![\w./])\d{1,20} ?/ ?$")
@@ -229,6 +237,9 @@ def _answer_end(text: str, start: int) -> int:
             continue
         if char == "$":
             mark = "$$" if text[i : i + 2] == "$$" else "$"
+            if mark == "$" and not math and _money_sign(text, i, end):
+                i += 1  # `is $18. She ...`: a dollar sign, not maths
+                continue
             math = "" if math == mark else (math or mark)
             i += len(mark)
             continue
@@ -240,6 +251,14 @@ def _answer_end(text: str, start: int) -> int:
             return i
         i += 1
     return end
+
+
+def _money_sign(text: str, i: int, end: int) -> bool:
+    """Whether the `$` at `i` is a dollar sign: a number follows it and no `$` closes it on its line."""
+    if not text[i + 1 : i + 3].lstrip(" -").startswith(tuple("0123456789")):
+        return False
+    closing = text.find("$", i + 1, end)
+    return closing < 0 or "\n" in text[i + 1 : closing]
 
 
 def _ends_sentence(text: str, i: int) -> bool:
@@ -258,7 +277,18 @@ def _strip_answer(answer: str) -> str:
         if answer.startswith(opening) and answer.endswith(closing) and len(answer) >= len(opening) + 2:
             answer = answer[len(opening) : -len(closing)].strip()
             break
-    return answer.rstrip(".").strip().strip("*").strip()
+    return before_ruled_out(answer.rstrip(".").strip().strip("*").strip())
+
+
+def before_ruled_out(answer: str) -> str:
+    """`5, not 6` → `5`, `5 (not 6)` → `5`, `5 rather than 6` → `5`: an answer followed by a value it rules
+    out is the answer alone. Kept whole when the cut would split braces, maths or parentheses."""
+    found = _RULED_OUT_AFTER.search(answer)
+    if found is None:
+        return answer
+    head = answer[: found.start()].rstrip()
+    balanced = head.count("{") == head.count("}") and head.count("(") == head.count(")")
+    return head if head and balanced and head.count("$") % 2 == 0 else answer
 
 
 def _is_prose(answer: str) -> bool:
@@ -333,7 +363,7 @@ def answer_is(text: str) -> str | None:
 def gsm8k_answer(text: str) -> str | None:
     """The answer after the last `####` marker (GSM8K's format)."""
     matches = _GSM8K_ANSWER.findall(text)
-    return matches[-1].strip() if matches else None
+    return before_ruled_out(matches[-1].strip()) if matches else None
 
 
 def _whole_value(text: str, match: re.Match[str]) -> str:
@@ -350,11 +380,21 @@ def _whole_value(text: str, match: re.Match[str]) -> str:
     return match.group(0)
 
 
+def _kept_numbers(text: str) -> list[re.Match[str]]:
+    """The numbers in `text` but those it rules out (the 6 of `5, not 6` and `5 rather than 6`)."""
+    return [
+        match
+        for match in _NUMBER.finditer(text)
+        if not _RULED_OUT_BEFORE.search(text[max(0, match.start() - _RULED_OUT_WINDOW) : match.start()])
+    ]
+
+
 def last_number(text: str) -> str | None:
-    """The last decimal number in the text, thousands separators included ("1,234.5"); a number that ends a
-    fraction or a mixed number is that value (`7 1/2`, `1/2`, `\\frac{15}{2}`), never its denominator."""
+    """The last decimal number in the text, thousands separators included ("1,234.5", `9{,}500`), but not
+    one the text rules out (`5, not 6` is 5); a number that ends a fraction or a mixed number is that value
+    (`7 1/2`, `1/2`, `\\frac{15}{2}`), never its denominator."""
     tail = text[-2000:]
-    matches = list(_NUMBER.finditer(tail))
+    matches = _kept_numbers(tail)
     return _whole_value(tail, matches[-1]) if matches else None
 
 
@@ -415,7 +455,7 @@ def closing_number(text: str, max_after: int = 40) -> str | None:
     lines = [line for line in text[-_TAIL_CHARS:].splitlines() if line.strip()]
     if not lines:
         return None
-    matches = list(_NUMBER.finditer(lines[-1]))
+    matches = _kept_numbers(lines[-1])  # `So it is 5, not 6.`: 5, then digits follow it, so no answer
     if not matches:
         return None
     after = lines[-1][matches[-1].end() :]

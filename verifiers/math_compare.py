@@ -33,10 +33,16 @@ from verifiers.base import Status
 from verifiers.extract import answer_is, final_boxes
 from verifiers.fallback import math_verify_equal
 from verifiers.matrices import Entries, read_matrix, tuple_items
-from verifiers.normalize import BASE_NUMBER, has_percent, normalize_answer, strip_delimiters, to_fraction
+from verifiers.normalize import (
+    BASE_NUMBER,
+    LIST_COMMA,
+    has_percent,
+    normalize_answer,
+    strip_delimiters,
+    to_fraction,
+)
 from verifiers.symbolic import UnsafeExpression, equivalent, parse_latex
 
-_LIST_COMMA = re.compile(r"\d,[ \t]+\d")  # `32, 349` is two numbers; `32,349` and `32,\! 349` are one
 _MAX_ITEMS = 16
 _INNER_DOLLARS = re.compile(r"(?<!\\)\$")
 _SOLUTION_CHARS = 200  # a longer gold is a worked solution, not an answer
@@ -94,7 +100,7 @@ def _compare_one(answer: str, gold: str) -> Verdict:
         return Verdict("wrong", True)  # `1101_2` and `1101_3` are different numbers; the base is part of it
     if ":" in mine or ":" in theirs:
         return Verdict("wrong", False, True)  # times and ratios (`9:24`, `4:51 p.m.`) compare as written
-    listed = _LIST_COMMA.search(answer) or _LIST_COMMA.search(gold)
+    listed = LIST_COMMA.search(answer) or LIST_COMMA.search(gold)
     mine_value, gold_value = (None, None) if listed else (to_fraction(mine), to_fraction(theirs))
     if mine_value is not None and gold_value is not None:
         return Verdict("ok" if _numbers_equal(answer, gold, mine_value, gold_value) else "wrong", True)

@@ -42,6 +42,13 @@ MIXED_NUMBER = re.compile(_MIXED_BEFORE + r" (\d+)/(\d+)" + _MIXED_AFTER.replace
 _DIGIT_GAP = re.compile(r"(?<=\d) (?=\d)(?!\d{3}(?!\d))")  # `2 3/2`, `1 2`; not `1 000` (thousands)
 _MAX_MIXED_DIGITS = 40
 _PREFIX_VARIABLE = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*(?:=|\\in)\s*(?!.*(?:=|\\in))")
+# Money: `\\$18`, `18\\$`, `€18`, `18 €`, `\\pounds 18`, `USD 18` are 18 (an unescaped `$` is a maths
+# delimiter here; `strip_delimiters` and the callers remove it). Bounded gaps only.
+_CURRENCY = re.compile(
+    r"\\\$|[€£¥₹]|\\(?:textdollar|texteuro|euro|textsterling|pounds|textyen|yen)(?![a-zA-Z])(?:\s?\{\})?"
+)
+_CURRENCY_CODE = re.compile(r"^([-+]?)\s{0,2}(?:USD|EUR|GBP)\s{0,2}(?=[-+]?\s?\d)")
+LIST_COMMA = re.compile(r"\d,[ \t]+\d")  # `32, 349` is two numbers; `32,349` and `32,\! 349` are one
 
 
 def _braced_arg(arg: str) -> str:
@@ -120,7 +127,8 @@ def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
     With `drop_variable`, a leading `x =` or `x \\in` is removed, so `x = 3` matches `3`.
     """
     text = strip_delimiters(text)
-    text = text.replace("\\$", "").replace("{,}", ",").replace(",\\!", ",")  # `\\$20` is 20; `10{,}000`
+    text = _CURRENCY_CODE.sub(r"\1", _CURRENCY.sub("", text))  # `\\$20`, `€20`, `USD 20` are 20
+    text = text.replace("{,}", ",").replace(",\\!", ",")  # `10{,}000`, `10,\\!000`
     text = _SPACING.sub(" ", text)
     text = fix_shorthand(text)
     text = _DEGREES.sub("", text)
@@ -141,10 +149,23 @@ def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
 
 
 def strip_delimiters(text: str) -> str:
-    """The answer without surrounding `$`/`$$`, `\\(...\\)`, `\\[...\\]`, final period and whitespace. A line
-    break `\\\\` followed by a bracket (a matrix row `\\\\(2)`) is no delimiter."""
-    text = text.strip().rstrip(".").strip().strip("$").strip()
+    """The answer without surrounding `$`/`$$`, `\\(...\\)`, `\\[...\\]`, a final period, comma or semicolon
+    (`#### 72,`) and whitespace. An escaped `\\$` is money, not a delimiter: `18\\$` keeps it. A line break
+    `\\\\` followed by a bracket (a matrix row `\\\\(2)`) is no delimiter."""
+    text = _drop_final_comma(text.strip()).rstrip(".").strip()
+    unwrapped = text.strip("$").strip()
+    if unwrapped.endswith("\\") and text.endswith("$"):
+        unwrapped += "$"  # `18\\$`: the `$` was escaped
+    text = _drop_final_comma(unwrapped) if unwrapped != text else text  # `$72,$`
     return _MATH_DELIMITER.sub("", text).strip()
+
+
+def _drop_final_comma(text: str) -> str:
+    """`72,` and `72;` → `72`: the punctuation of the sentence the answer ended; `18\\,` (a space) and
+    `1, 2, 3, ...` (after the dots) are kept."""
+    if text.endswith((",", ";")) and len(text) > 1 and text[-2] not in "\\,;":
+        return text[:-1].rstrip()
+    return text
 
 
 def to_fraction(text: str) -> Fraction | None:

@@ -47,6 +47,7 @@ from rlvr.model.config import PRESET_NAMES, PRESETS, RUNTIME_FIELDS, Megrez2Conf
 from rlvr.model.kernels import FusedRoutedExperts, GatherRows, compute_dtype, expert_ffn, grouped_mm_supported
 from rlvr.model.routing import Gate, Route, route_tokens
 from rlvr.model.sampling import linear_logprobs, token_logprobs
+from rlvr.model.tied import check_tied_load
 
 # ---- MoE
 
@@ -319,6 +320,7 @@ class Megrez2ForCausalLM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        self.register_load_state_dict_pre_hook(check_tied_load)  # a tied head and embedding must agree
         self.reset_parameters()
 
     def _apply(self, fn: Callable, recurse: bool = True) -> Megrez2ForCausalLM:
