@@ -40,7 +40,9 @@ def test_the_smoke_run_writes_a_sane_result(shared_data: Path, tmp_path: Path) -
     step = side["steps"][0]
     assert step["wall_s"] >= step["generate_s"] > 0 and step["update_s"] > 0
     assert -1.0 <= step["reward_mean"] <= 1.0 and step["tokens"] > 0
-    assert {"raylet", "ray::Learner", "ray::RolloutWorker"} <= set(side["process_names"])  # Ray's are counted
+    # Ray's are counted; a name may be read as the kernel's 15-character comm ("ray::RolloutWor")
+    seen = {name[:15] for name in side["process_names"]}
+    assert {"raylet", "ray::Learner", "ray::RolloutWor"} <= seen
     assert record["settings"]["smoke"] and record["settings"]["prompt_rows"] == 2
     assert out.with_suffix(".md").read_text().startswith("| regime | side |")
     assert (results.stat().st_mtime_ns if results.exists() else None) == before  # smoke never writes there
