@@ -13,10 +13,11 @@ GIB = 1024**3
 
 class TreeMemory:
     """Polls the process tree under `pid` from a thread: the largest sums of RSS and PSS over the tree seen at
-    one instant, and the names of the processes seen. RSS is read every `interval` s (/proc statm, cheap);
-    PSS from /proc/PID/smaps_rollup every `pss_every`-th sample (the kernel walks every mapping for it). The
-    thread waits at least 50 times as long as a sample took, so polling costs under 2% of a core: a poller
-    that reads full smaps twice a second took a whole core from the measured side."""
+    one instant, and the names of the processes seen. RSS and names are read every `interval` s (/proc statm,
+    cheap), so a process that lives a few seconds is still seen; PSS (/proc/PID/smaps_rollup, where the kernel
+    walks every mapping) is read every `pss_every` samples at most, and only after a pause 50 times as long as
+    its last read took, so polling costs under 2% of a core: a poller that read full smaps twice a second took
+    a whole core from the measured side."""
 
     def __init__(self, pid: int, interval: float = 1.0, pss_every: int = 5) -> None:
         self.pid, self.interval, self.pss_every = pid, interval, pss_every
@@ -36,11 +37,16 @@ class TreeMemory:
         self._thread.join()
 
     def _run(self) -> None:
+        next_pss = 0.0
         while not self._stop.is_set():
             start = time.perf_counter()
-            self.sample(pss=self.samples % self.pss_every == 0)
+            pss = start >= next_pss
+            self.sample(pss=pss)
             self.samples += 1
-            self._stop.wait(max(self.interval, 50 * (time.perf_counter() - start)))
+            took = time.perf_counter() - start
+            if pss:
+                next_pss = start + max(self.pss_every * self.interval, 50 * took)
+            self._stop.wait(max(self.interval - took, 0.05))
 
     def sample(self, pss: bool = True) -> None:
         try:
