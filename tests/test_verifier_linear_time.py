@@ -71,6 +71,15 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "braced thousands": lambda n: "1{,}000" * (n // 7) + "{,}",
     "thin-space thousands": lambda n: "1\\,000,\\!" * (n // 10),
     "final commas": lambda n: "72" + ",;" * (n // 2),
+    "empty boxes": lambda n: "\\boxed{}" * (n // 8),
+    "hedges": lambda n: "maybe 4, or " * (n // 12) + "5",
+    "glued units": lambda n: "1m²" * (n // 3) + "5 m^{2",
+    "closing maths": lambda n: "$x$ " * (n // 4) + "is $5$",
+    "open maths": lambda n: "is $" * (n // 4) + "5$.",
+    "sets": lambda n: "\\{1, 2\\}, " * (n // 12) + "\\{",
+    "tuple equations": lambda n: "(a, b) = (" * (n // 10) + "1, 2)",
+    "clock times": lambda n: "4:30p.m." * (n // 8),
+    "lost dollars": lambda n: "\\\\2" * (n // 3),
 }
 
 _BIG = {"max_response_chars": 10**7}
@@ -90,6 +99,10 @@ FUNCTIONS: dict[str, Callable[[str], object]] = {
     "final_answer": lambda t: _quiet(extract.final_answer, t),
     "final_section": extract.final_section,
     "closing_number": extract.closing_number,
+    "closing_math": extract.closing_math,
+    "set_members": answers.set_members,
+    "distributed": answers.distributed,
+    "clock_time": answers.clock_time,
     "split_items": answers.split_items,
     "equation_sides": answers.equation_sides,
     "relation_interval": answers.relation_interval,

@@ -24,9 +24,9 @@ _COMMA_DECIMAL = (
     "a decimal comma: rlvr reads `1,22` as a list (or thousands), never as 1.22, so lists stay lists"
 )
 _NO_CUE = (
-    "an answer never stated as one (no box, no 'answer', no closing 'Therefore ... is', no number closing "
-    "the last sentence): math-verify's plain-text mode takes the last number or formula of any text; rlvr "
-    "does not guess, which keeps unfinished responses from scoring"
+    "an answer never stated as one (no box, no 'answer', no closing 'Therefore ... is', no number or maths "
+    "closing the last sentence): math-verify's plain-text mode takes the last number or formula of any text; "
+    "rlvr does not guess, which keeps unfinished responses from scoring"
 )
 _ROUNDED = (
     "a rounded decimal: math-verify rounds to `precision` digits; rlvr compares numbers exactly, so "
@@ -38,19 +38,6 @@ RULED_DIFFERENTLY = {
     ("test_all.py", 71, 1): _COMMA_DECIMAL,
     ("test_all.py", 72, 1): _COMMA_DECIMAL,
     ("test_all.py", 87, 1): _COMMA_DECIMAL,
-    ("test_all.py", 82, 1): _NO_CUE,
-    ("test_all.py", 83, 1): _NO_CUE,
-    ("test_all.py", 85, 1): _NO_CUE,
-    ("test_all.py", 86, 1): _NO_CUE,
-    ("test_all.py", 341, 1): _NO_CUE,
-    ("test_all.py", 356, 1): _NO_CUE,
-    ("test_all.py", 372, 1): _NO_CUE,
-    ("test_all.py", 482, 1): _NO_CUE,
-    ("test_all.py", 488, 1): _NO_CUE,
-    ("test_all.py", 494, 1): _NO_CUE,
-    ("test_all.py", 500, 1): _NO_CUE,
-    ("test_all.py", 506, 1): _NO_CUE,
-    ("test_all.py", 512, 1): _NO_CUE,
     ("test_all.py", 627, 1): _NO_CUE,
     ("test_all.py", 728, 1): _NO_CUE,
     ("test_all.py", 132, 0): _LINE_BREAKS,

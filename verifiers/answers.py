@@ -29,6 +29,7 @@ _RELATIONS = (
     ("=>", ">="),
 )
 _RELATION_SPLIT = re.compile(r"<=|>=|<|>")
+_CLOCK = re.compile(r"(\d{1,2}:\d{2})(?:([ap])\.?m\.?)?", re.IGNORECASE)  # a normalised `4:30p.m`
 
 
 def _top_level_split(text: str, separators: str) -> list[str]:
@@ -148,3 +149,49 @@ def _one_sided(sides: list[str], op: str) -> tuple[str, str] | None:
     if less:
         return variable, f"(-\\infty,{bound}{']' if closed else ')'}"
     return variable, f"{'[' if closed else '('}{bound},\\infty)"
+
+
+def clock_time(normalized: str) -> tuple[str, str | None] | None:
+    """`4:30` → ("4:30", None), `4:30p.m` → ("4:30", "p"): a time of day, from a normalised answer (no
+    spaces, `\\text{}` unwrapped); None for anything else."""
+    found = _CLOCK.fullmatch(normalized)
+    return None if found is None else (found.group(1), found.group(2) and found.group(2).lower())
+
+
+def distributed(text: str) -> str | None:
+    """`(f(x), g(x)) = (x, 2)` → `f(x) = x, g(x) = 2`: an equation between two tuples of one length is the
+    list of the equations of their items. None for anything else."""
+    sides = equation_sides(text)
+    if len(sides) != 2 or not all(_wrapped(side) for side in sides):
+        return None
+    names, values = (_top_level_split(side[1:-1], ",") for side in sides)
+    if len(names) != len(values) or len(names) < 2:
+        return None
+    return ", ".join(f"{name.strip()} = {value.strip()}" for name, value in zip(names, values, strict=True))
+
+
+def set_members(text: str) -> list[str] | None:
+    """`\\{1, 2\\}, \\{5, 6\\}` → [1, 2, 5, 6]: the members of a list of two or more flat sets, flattened.
+    None unless the text is only such sets, separated by commas or "and"."""
+    pieces = text.split("\\}")
+    if len(pieces) < 3 or pieces[-1].strip():
+        return None
+    members = []
+    for piece in pieces[:-1]:
+        head, opening, body = piece.partition("\\{")
+        if not opening or "\\{" in body or _CONNECTIVE.sub("", head).strip(" ,;"):
+            return None
+        members += [item.strip() for item in body.split(",") if item.strip()]
+    return members
+
+
+def _wrapped(text: str) -> bool:
+    """Whether one pair of parentheses wraps all of `text` (`(a, b)`, not `(a)(b)`)."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, char in enumerate(text):
+        depth += (char in _OPENERS) - (char in _CLOSERS)
+        if depth == 0:
+            return i == len(text) - 1
+    return False

@@ -13,6 +13,7 @@ from typing import Any
 from verifiers.base import Status, Verifier, register_verifier
 from verifiers.extract import (
     UnbalancedBraces,
+    closing_math,
     closing_number,
     final_answer,
     final_boxes,
@@ -116,7 +117,7 @@ class MathVerifier(Verifier):
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
         try:
-            answer = final_answer(response) or closing_number(response)
+            answer = final_answer(response) or closing_math(response) or closing_number(response)
             if answer is not None and several_values(clean_gold(reference)):
                 boxes = final_boxes(response)
                 answer = ", ".join(boxes) if len(boxes) > 1 and boxes[-1] == answer else answer

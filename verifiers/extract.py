@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from verifiers.normalize import GLUED_UNIT
+
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
 _CONNECTOR = re.compile(
@@ -45,6 +47,14 @@ _RULED_OUT_AFTER = re.compile(
 _FRACTION_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} )?(?<![\w./])\d{1,20} ?/ ?$")
 _FRAC_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} ?)?\\[dt]?frac\{\d{1,20}\}\{$")
 _VALUE_WINDOW = 48
+# A guess among values: a hedging word in the number's sentence, or "or" just before it (`42, or 43`).
+_HEDGE = re.compile(r"\b(?:maybe|perhaps|possibly|probably|might|guess)\b|\bor\s{1,3}(?:\\?\$|[€£])?$", re.I)
+_HEDGE_WINDOW = 120
+_DIGITS = frozenset("0123456789")  # not str.isdigit: `²` is a digit to it, and a unit here
+# A unit or currency after a response's last number (`1,000.99€`, `12m²`, `15 cm^2`, `40%`): the number is
+# whole, even without a closing period.
+_ENDING_UNIT = re.compile(r" ?(?:[€£¥%°]|\\%|" + GLUED_UNIT + r"|min)\.?\**$")
+_INTRODUCES = re.compile(r"\b(?:is|are|was|equals|be|gives|get|obtain)$|=$")
 _INNER_IS = re.compile(r"\s(?:is|are|was|equals|=)\s")
 _PROSE_STARTS = frozenset(
     [
@@ -84,6 +94,7 @@ _NOT_ANSWERS = frozenset(("correct", "incorrect", "wrong", "right", "below", "ab
 _MAX_ANSWER_CHARS = 400
 _MAX_ANSWER_TRIES = 40  # "answer" occurrences looked at, from the last one back
 _MAX_GROUP_BOXES = 16
+_MAX_EMPTY_BOXES = 4  # empty boxes skipped from the end before giving up
 _MAX_GAP_CHARS = 60
 _GAP_WORDS = frozenset(("and", "or", "text", "quad", "qquad", "mbox", "textbf", "mathrm", "hspace"))
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
@@ -176,12 +187,28 @@ def last_boxed(text: str) -> str | None:
 
 
 def last_box_span(text: str) -> tuple[str, int, int] | None:
-    """(contents, start, end) of the last box, or None. Raises UnbalancedBraces when it never closes."""
-    position, command = _box_before(text, len(text))
-    if position < 0:
-        return None
-    found = _box_at(text, position, command)
-    return None if found is None else (found[0], position, found[1])
+    """(contents, start, end) of the last box that holds something, or None. An empty `\\boxed{}` is no
+    answer: it is skipped, so an instruction echoed after the answer (`... put your final answer within
+    \\boxed{}.`) does not hide the box before it. Raises UnbalancedBraces when the last box never closes.
+    Linear: each earlier box is brace-matched only up to the box after it."""
+    end = stop = len(text)
+    for _ in range(_MAX_EMPTY_BOXES + 1):
+        position, command = _box_before(text, end)
+        if position < 0:
+            return None
+        if stop == len(text):
+            found = _box_at(text, position, command)
+        else:
+            try:  # an earlier box that would run into the empty one after it (`\\boxed{\\boxed{}}`)
+                found = _box_at(text, position, command, stop=stop)
+            except UnbalancedBraces:
+                return None
+        if found is None:
+            return None
+        if found[0]:
+            return found[0], position, found[1]
+        end = stop = position
+    return None
 
 
 def _connective_gap(gap: str) -> bool:
@@ -391,11 +418,14 @@ def _kept_numbers(text: str) -> list[re.Match[str]]:
 
 def last_number(text: str) -> str | None:
     """The last decimal number in the text, thousands separators included ("1,234.5", `9{,}500`), but not
-    one the text rules out (`5, not 6` is 5); a number that ends a fraction or a mixed number is that value
-    (`7 1/2`, `1/2`, `\\frac{15}{2}`), never its denominator."""
+    one the text rules out (`5, not 6` is 5), nor one its sentence hedges (`maybe 42, or maybe 43`: None); a
+    number that ends a fraction or a mixed number is that value (`7 1/2`, `1/2`, `\\frac{15}{2}`), never its
+    denominator."""
     tail = text[-2000:]
     matches = _kept_numbers(tail)
-    return _whole_value(tail, matches[-1]) if matches else None
+    if not matches or _hedged(tail, matches[-1].start()):
+        return None
+    return _whole_value(tail, matches[-1])
 
 
 def bare_answer(text: str) -> str | None:
@@ -447,6 +477,29 @@ def _last_math_or_number(text: str) -> str | None:
     return number.group(0) if number else None
 
 
+def closing_math(text: str) -> str | None:
+    """A last resort beside `closing_number`: the maths a response closes with, when its last sentence ends
+    on it and either ends (`We find that $x \\lt 3$.`) or introduces it (`The solution is $x != 5$`,
+    `Here is the matrix: $...$`). A span that merely stops the text (`Let us substitute $x=5$`, perhaps cut
+    off) or that a hedge introduces (`It might be $5$.`) states nothing."""
+    tail = text[-_TAIL_CHARS:].rstrip().rstrip("*").rstrip()
+    ended = tail.endswith(".")
+    tail = tail.rstrip(".").rstrip()
+    for opening, closing in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
+        if not tail.endswith(closing) or tail.endswith("\\" + closing):
+            continue
+        start = tail.rfind(opening, 0, len(tail) - len(closing))
+        if start < 0 or (opening == "$" and (tail[start - 1 : start] in ("\\", "$"))):
+            return None
+        value = tail[start + len(opening) : len(tail) - len(closing)].strip()
+        line = tail[tail.rfind("\n", 0, start) + 1 : start].rstrip()
+        introduced = line.endswith(":") or _INTRODUCES.search(line[-12:]) is not None
+        if not value or "\n\n" in value or not (ended or introduced) or _listed(line) or _hedged(tail, start):
+            return None
+        return value
+    return None
+
+
 def closing_number(text: str, max_after: int = 40) -> str | None:
     """The last resort, as math-verify takes the last number: the number a response closes with, when
     nothing else states an answer (`... so she makes 9*2=$18 every day.` → `18`). Only the last line counts,
@@ -460,9 +513,28 @@ def closing_number(text: str, max_after: int = 40) -> str | None:
         return None
     after = lines[-1][matches[-1].end() :]
     ending = after.strip().rstrip("*$").strip()
-    if len(after) > max_after or any(c.isdigit() for c in after) or not ending.endswith((".", "!")):
+    if len(after) > max_after or any(c in _DIGITS for c in after) or _hedged(lines[-1], matches[-1].start()):
         return None
+    if _listed(lines[-1][: matches[-1].start()]):
+        return None  # `The roots are 5 and 6.`: the last of several values is not the answer
+    if not ending.endswith((".", "!")) and not _ENDING_UNIT.fullmatch(after):
+        return None  # `1,000.99€` and `12 m²` end the response whole; `... and 12 of them` may be cut off
     return _whole_value(lines[-1], matches[-1])
+
+
+def _listed(before: str) -> bool:
+    """Whether a closing value comes last in a list (`$5$ and $6$.`, `5, 6`): what precedes it ends with a
+    comma or "and" (a dollar sign or maths opening aside)."""
+    return before.rstrip().rstrip("$\\(").rstrip().endswith((",", " and", "&"))
+
+
+def _hedged(text: str, start: int) -> bool:
+    """Whether the sentence before the number at `start` hedges (`Maybe 41, maybe 42, or maybe 43.`, `It
+    could be 7 or 8.`): a guess among values states none of them, so no fallback credits it."""
+    window = text[max(0, start - _HEDGE_WINDOW) : start]
+    cut = max(window.rfind(". "), window.rfind("\n"), window.rfind("! "), window.rfind("? "))
+    sentence = window[cut + 1 :]
+    return _HEDGE.search(sentence) is not None
 
 
 def final_answer(text: str) -> str | None:
@@ -474,4 +546,6 @@ def final_answer(text: str) -> str | None:
         return spans[0][1]
     if span is not None:
         return span[0]
+    if _box_before(text, len(text))[0] >= 0:  # only empty boxes: no answer in them, and no bare maths
+        return gsm8k_answer(text) or stated_answer(text)
     return gsm8k_answer(text) or bare_answer(text) or stated_answer(text)

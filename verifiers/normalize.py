@@ -48,6 +48,11 @@ _CURRENCY = re.compile(
     r"\\\$|[€£¥₹]|\\(?:textdollar|texteuro|euro|textsterling|pounds|textyen|yen)(?![a-zA-Z])(?:\s?\{\})?"
 )
 _CURRENCY_CODE = re.compile(r"^([-+]?)\s{0,2}(?:USD|EUR|GBP)\s{0,2}(?=[-+]?\s?\d)")
+# A unit glued to a number or a space after it, in shapes `strip_units` (words only) does not take: `12m²`,
+# `15 m^2`, `3cm`, `2kg`. A letter alone is a unit only with a power of a length (`5x²` stays algebra).
+GLUED_UNIT = r"(?:(?:[ckd]?m|ft|in)(?:[²³]|\^\{?[23]\}?)|[ckm]m|kg|mg|m[lL]|lbs?|oz|hrs?|mph)"
+_NUMBER_WITH_UNIT = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?) ?" + GLUED_UNIT)
+_LOST_DOLLAR = re.compile(r"(?<!\\)\\(?=\d)")  # `\20`: a `\$20` whose `$` was taken for a delimiter
 LIST_COMMA = re.compile(r"\d,[ \t]+\d")  # `32, 349` is two numbers; `32,349` and `32,\! 349` are one
 
 
@@ -128,6 +133,7 @@ def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
     """
     text = strip_delimiters(text)
     text = _CURRENCY_CODE.sub(r"\1", _CURRENCY.sub("", text))  # `\\$20`, `€20`, `USD 20` are 20
+    text = _LOST_DOLLAR.sub("", text)
     text = text.replace("{,}", ",").replace(",\\!", ",")  # `10{,}000`, `10,\\!000`
     text = _SPACING.sub(" ", text)
     text = fix_shorthand(text)
@@ -140,6 +146,8 @@ def normalize_answer(text: str, *, drop_variable: bool = True) -> str:
         text = unwrapped
     text = read_mixed_numbers(_WHITESPACE.sub(" ", text).strip().rstrip(".").strip())
     text = strip_units(text)
+    unit = _NUMBER_WITH_UNIT.fullmatch(text)
+    text = unit.group(1) if unit else text
     if drop_variable:
         text = _PREFIX_VARIABLE.sub("", text)
     if _THOUSANDS.match(text):
