@@ -35,7 +35,7 @@ def _train(config: RecipeConfig) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from verifiers import get_verifier
+    from verifiers.pool import VerifierPool, VerifierStartError
 
     response = sys.stdin.read() if args.response == "-" else args.response
     if not args.reference.strip():
@@ -44,13 +44,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         sample = json.loads(args.sample) if args.sample else None
     except json.JSONDecodeError as exc:
         raise RecipeError(f"--sample is not JSON: {exc}") from None
-    if args.timeout is None:
-        result = get_verifier(args.verifier).verify(response, args.reference, sample)
-    else:
-        from verifiers import VerifierPool
-
+    # In a worker process with the pool's limits, like a training run: a plug-in that hangs or crashes gives
+    # a "timeout" or "error" status, not a stuck or dead command.
+    try:
         with VerifierPool(args.verifier, num_workers=1, soft_timeout_s=args.timeout) as pool:
             result = pool.verify(response, args.reference, sample)
+    except VerifierStartError as exc:
+        raise RecipeError(f"--verifier {args.verifier!r}: {exc.reason}") from None
     print(json.dumps(result.to_dict()) if args.json else result)
     return 0
 
@@ -310,7 +310,10 @@ def _add_tool_commands(commands: Any) -> None:
     verify.add_argument("--verifier", default="math", help="registered name, entry point or pkg.module:obj")
     verify.add_argument("--sample", help="the sample as JSON (e.g. choices for the choice verifier)")
     verify.add_argument(
-        "--timeout", type=_positive(float), help="run in a VerifierPool worker with this soft limit (s)"
+        "--timeout",
+        type=_positive(float),
+        default=5.0,
+        help="soft limit (s) of the VerifierPool worker the verifier runs in (default 5, as in training)",
     )
     verify.add_argument("--json", action="store_true", help="print the Result as JSON")
     verify.set_defaults(func=cmd_verify)

@@ -11,9 +11,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def rlvr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def rlvr(*args: str, stdin: str | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("rlvr")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **extra_env}
     return subprocess.run(
         [str(exe), *args], cwd=REPO, env=env, input=stdin, capture_output=True, text=True, timeout=120
     )
@@ -132,3 +132,33 @@ def test_verify_names_the_flag_that_is_wrong() -> None:
     assert out.returncode == 2 and "argument --timeout: must be above 0" in out.stderr
     out = rlvr("verify", "--reference", " ", "1")
     assert out.returncode == 2 and "--reference is empty" in out.stderr
+
+
+def test_verify_runs_a_plugin_under_the_pool_limits() -> None:
+    """`rlvr verify` runs the verifier in a worker process, as training does: a plug-in that hangs past the
+    soft limit (signals blocked, so only the hard kill ends it) or kills its process gives a status."""
+    plugin = (
+        "verify",
+        "--verifier",
+        "tests.verifier_fixtures:MisbehavingVerifier",
+        "--reference",
+        "x",
+        "--json",
+    )
+    hung = rlvr(*plugin, "--timeout", "0.5", "stuck:60", PYTHONPATH=str(REPO))
+    assert hung.returncode == 0, hung.stderr
+    assert json.loads(hung.stdout)["status"] == "timeout"
+    died = rlvr(*plugin, "exit:", PYTHONPATH=str(REPO))
+    assert died.returncode == 0, died.stderr
+    assert json.loads(died.stdout)["status"] == "error"
+    broken = rlvr(
+        "verify",
+        "--verifier",
+        "tests.verifier_fixtures:BrokenInitVerifier",
+        "--reference",
+        "1",
+        "1",
+        PYTHONPATH=str(REPO),
+    )
+    assert broken.returncode == 2 and "this verifier cannot be built" in broken.stderr
+    assert "Traceback" not in broken.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from rlvr.data.filters import (
     verifiability_reason,
 )
 from rlvr.data.sources import LETTERS, strip_option_label
-from rlvr.data.synthesis import majority_answer, synthesize
+from rlvr.data.synthesis import VoteJudge, majority_answer, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -361,12 +363,26 @@ def load_parquet(path: Path) -> list[dict]:
 
 
 def test_majority_answer_needs_a_strict_majority() -> None:
-    assert majority_answer(["so \\boxed{12}", "\\boxed{12.0}", "\\boxed{13}"]) == ("12", 2)
-    assert majority_answer(["\\boxed{12}", "\\boxed{13}", "no answer", "\\boxed{14}"]) == (None, 1)
-    assert majority_answer(["\\boxed{1}", "\\boxed{2}"])[0] is None  # a tie is not a majority
-    assert majority_answer(["nothing", "\\boxed{"]) == (None, 0)
-    drafts = ["<think>\\boxed{12}</think>\\boxed{13}", "<think>\\boxed{12}", "\\boxed{13}"]
-    assert majority_answer(drafts) == ("13", 2)  # a draft inside <think> is no vote
+    with VoteJudge() as judge:
+        same = partial(judge.same, "math")
+        assert majority_answer(["so \\boxed{12}", "\\boxed{12.0}", "\\boxed{13}"], same) == ("12", 2)
+        assert majority_answer(["\\boxed{12}", "\\boxed{13}", "no answer", "\\boxed{14}"], same) == (None, 1)
+        assert majority_answer(["\\boxed{1}", "\\boxed{2}"], same)[0] is None  # a tie is not a majority
+        assert majority_answer(["nothing", "\\boxed{"], same) == (None, 0)
+        drafts = ["<think>\\boxed{12}</think>\\boxed{13}", "<think>\\boxed{12}", "\\boxed{13}"]
+        assert majority_answer(drafts, same) == ("13", 2)  # a draft inside <think> is no vote
+
+
+def test_the_vote_survives_a_verifier_that_hangs_or_crashes() -> None:
+    """The vote runs the seed's verifier on model answers in a pool worker: a comparison that hangs past the
+    soft limit or kills its process is a different answer, and the build goes on."""
+    spec = "tests.verifier_fixtures:BoxedCommandVerifier"  # `\\boxed{stuck:60}` is the command `stuck:60`
+    with VoteJudge(soft_timeout_s=0.3) as judge:
+        same = partial(judge.same, spec)
+        started = time.monotonic()
+        assert majority_answer(["\\boxed{stuck:60}", "\\boxed{exit:}", "\\boxed{x}"], same) == (None, 1)
+        assert time.monotonic() - started < 30  # the hung comparison was killed, not waited for
+        assert majority_answer(["\\boxed{x}", "\\boxed{x}", "\\boxed{y}"], same) == ("x", 2)  # still voting
 
 
 def test_synthesized_problems_are_accepted_only_by_majority_and_then_filtered(tmp_path: Path) -> None:

@@ -106,6 +106,15 @@ class MisbehavingVerifier(EchoVerifier):
         return super().check(response, reference, sample)
 
 
+class BoxedCommandVerifier(MisbehavingVerifier):
+    """A MisbehavingVerifier that reads its command from `\\boxed{...}`, as the builder's vote sends it."""
+
+    def check(
+        self, response: str, reference: str, sample: Mapping[str, Any] | None
+    ) -> tuple[Status, str | None, str | None]:
+        return super().check(response.removeprefix("\\boxed{").removesuffix("}"), reference, sample)
+
+
 class MainThreadVerifier(EchoVerifier):
     """Answers "ok" only when called on the process's main thread (math-verify's timeouts need that)."""
 

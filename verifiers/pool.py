@@ -177,8 +177,8 @@ def _worker_main(conn: Connection, spec: Any, kwargs: dict[str, Any], soft_timeo
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         verifier = _build_verifier(spec, kwargs)
-    except BaseException:
-        _send(conn, (_INIT_FAILED, traceback.format_exc(limit=8)))
+    except BaseException as exc:
+        _send(conn, (_INIT_FAILED, (_describe(exc), traceback.format_exc(limit=8))))
         return
     soft_limit = _SoftLimit(soft_timeout_s)
     rewards = {status: _failure(verifier, status, None).reward for status in ("timeout", "error")}
@@ -262,6 +262,15 @@ def _stop_workers(workers: list[_Worker]) -> None:
             worker.process.join(timeout=5.0)
         worker.conn.close()
     workers.clear()
+
+
+class VerifierStartError(RuntimeError):
+    """A pool's verifier could not be built in its worker (an unknown name, a plug-in that raises on import
+    or construction). `reason` is the exception in one line; the message adds the worker's traceback."""
+
+    def __init__(self, spec: Any, reason: str, worker_traceback: str) -> None:
+        super().__init__(f"verifier {spec!r} failed to start in a worker: {reason}\n{worker_traceback}")
+        self.reason = reason
 
 
 def _start_method() -> str:
@@ -470,7 +479,7 @@ class VerifierPool:
             worker.ready = True
             self._failure_rewards = payload
         elif tag == _INIT_FAILED:
-            raise RuntimeError(f"verifier {self._spec!r} failed to start in a worker:\n{payload}")
+            raise VerifierStartError(self._spec, *payload)
         elif worker.jobs and worker.jobs[0] == tag:  # a worker answers its jobs in the order it got them
             worker.jobs.popleft()
             batch.answer(tag, payload)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rlvr.data.filters import verifiability_reason
 from rlvr.data.sources import candidate
-from verifiers import get_verifier
 from verifiers.extract import UnbalancedBraces, final_answer, final_section
+from verifiers.pool import VerifierPool
 
 # texts -> n sampled completions per text
 SampleFn = Callable[[list[str], int], list[list[str]]]
@@ -29,10 +30,37 @@ DEFAULT_TEMPLATE = (
 SOLVE_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 
-def majority_answer(solutions: list[str], verifier: str = "math") -> tuple[str | None, int]:
+class VoteJudge:
+    """Whether two final answers are one vote, asked of the seed's verifier in a `VerifierPool` worker (one
+    pool per verifier, started on first use), under the pool's limits: the answers are model output, and a
+    plug-in that hangs or crashes on one costs that comparison ("timeout"/"error" count as different
+    answers), never the build. A context manager; `close()` stops the workers."""
+
+    def __init__(self, soft_timeout_s: float = 5.0) -> None:
+        self.soft_timeout_s = soft_timeout_s
+        self._pools: dict[str, Any] = {}
+
+    def same(self, verifier: str, answer: str, representative: str) -> bool:
+        if verifier not in self._pools:
+            self._pools[verifier] = VerifierPool(verifier, num_workers=1, soft_timeout_s=self.soft_timeout_s)
+        return self._pools[verifier].verify(f"\\boxed{{{answer}}}", representative).correct
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def __enter__(self) -> VoteJudge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def majority_answer(solutions: list[str], same: Callable[[str, str], bool]) -> tuple[str | None, int]:
     """The final answer a strict majority of the solutions agree on, and its votes. Two answers agree when
-    the verifier accepts one as the other (so `12` and `12.0`, or `1/2` and `\\frac12`, are one vote)."""
-    check = get_verifier(verifier)
+    `same(answer, representative)` (the seed's verifier accepts one as the other, so `12` and `12.0`, or `1/2`
+    and `\\frac12`, are one vote; `VoteJudge.same`)."""
     clusters: list[list[Any]] = []  # [representative answer, votes]
     for text in solutions:
         try:
@@ -44,7 +72,7 @@ def majority_answer(solutions: list[str], verifier: str = "math") -> tuple[str |
             continue
         answer = answer.strip()
         for cluster in clusters:
-            if check.verify(f"\\boxed{{{answer}}}", cluster[0]).correct:
+            if same(answer, cluster[0]):
                 cluster[1] += 1
                 break
         else:
@@ -71,8 +99,12 @@ def synthesize(
     rejected["synthesis_empty"] += len(problems) - len(usable)
     solutions = sample([SOLVE_TEMPLATE.format(problem=text) for _, text in usable], k) if usable else []
     rows, fates = [], []
-    for i, ((seed, text), sols) in enumerate(zip(usable, solutions, strict=True)):
-        answer, votes = majority_answer(sols, seed["verifier"])
+    with VoteJudge() as judge:
+        votes_of = [
+            majority_answer(sols, partial(judge.same, seed["verifier"]))
+            for (seed, _), sols in zip(usable, solutions, strict=True)
+        ]
+    for i, ((seed, text), sols, (answer, votes)) in enumerate(zip(usable, solutions, votes_of, strict=True)):
         reason = "no_majority" if answer is None else verifiability_reason(answer, text, seed["verifier"])
         fates.append({"seed_id": seed["id"], "problem": text, "answer": answer, "votes": votes, "k": k})
         fates[-1]["fate"] = f"synthesis_{reason}" if reason else "kept"
