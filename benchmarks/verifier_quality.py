@@ -5,6 +5,10 @@ Two labelled sets, both in tests/data (see its README):
 - math-verify tests: the 269 (gold, prediction, expected) cases of math-verify's own test suite, most of them
   model outputs its authors collected; the label is their expected verdict. math-verify runs as its tests run
   it (their `compare_strings`: the case's extraction targets, precision, strictness): at its best.
+- issue kinds: the kinds of misses the verifier issues named (a draft inside `<think>`, mixed numbers,
+  matrices, money and punctuation, a box given twice, `Answer $ 9 $`, ASCII inequalities, stated final
+  sentences, answers grouped another way, and the ambiguous rulings of docs/verifiers.md), each with its
+  near misses; reported per kind. math-verify runs with its defaults, as for the collected set.
 - rlvr collected: model-style responses around real GSM8K, MATH and OlympiadBench golds (the endings models
   write: `\\boxed{}` in its places, "The answer is", "Final Answer: ...", units and names in the box, several
   boxes), each correct one beside a near miss. math-verify runs as a new user would call it:
@@ -25,7 +29,11 @@ from typing import Any
 from verifiers import get_verifier
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
-SETS = {"math-verify tests": "math_verify_cases.jsonl", "rlvr collected": "real_answers.jsonl"}
+SETS = {
+    "math-verify tests": "math_verify_cases.jsonl",
+    "rlvr collected": "real_answers.jsonl",
+    "issue kinds": "verifier_kinds.jsonl",
+}
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -40,6 +48,7 @@ def load(name: str) -> list[dict[str, Any]]:
                 "label": bool(case.get("label", case.get("expected"))),
                 "config": case.get("config", {}),
                 "where": case.get("source", "") + (f":{case['line']}" if "line" in case else ""),
+                "kind": case.get("kind", ""),
             }
         )
     return rows
@@ -110,7 +119,23 @@ def real_answer_quality() -> dict[str, Any]:
             except Exception:
                 theirs.append(False)
         report[name] = {"n": len(rows), "rlvr": _score(rows, ours), "math-verify": _score(rows, theirs)}
+        if name == "issue kinds":
+            report[name]["by_kind"] = _by_kind(rows, ours, theirs)
     return report
+
+
+def _by_kind(rows: list[dict[str, Any]], ours: list[bool], theirs: list[bool]) -> dict[str, Any]:
+    """{kind: {"n", "rlvr": score, "math-verify": score}}, without the cases (the set's score lists them)."""
+    out: dict[str, Any] = {}
+    for kind in sorted({row["kind"] for row in rows}):
+        index = [i for i, row in enumerate(rows) if row["kind"] == kind]
+        part = [rows[i] for i in index]
+        scores = {
+            grader: {k: v for k, v in _score(part, [verdicts[i] for i in index]).items() if k != "mistakes"}
+            for grader, verdicts in (("rlvr", ours), ("math-verify", theirs))
+        }
+        out[kind] = {"n": len(index), **scores}
+    return out
 
 
 def print_real_answer_quality(report: dict[str, Any]) -> None:
@@ -125,6 +150,13 @@ def print_real_answer_quality(report: dict[str, Any]) -> None:
                 f"{name:<20} {part['n']:>5} {grader:<12} {score['accuracy']:>9.2%} "
                 f"{score['false_positives']:>4} {score['false_negatives']:>4}"
             )
+        for kind, by in part.get("by_kind", {}).items():
+            cells = "  ".join(
+                f"{grader} {by[grader]['accuracy']:>7.2%} FP {by[grader]['false_positives']:>2} "
+                f"FN {by[grader]['false_negatives']:>2}"
+                for grader in ("rlvr", "math-verify")
+            )
+            print(f"  {kind:<34} {by['n']:>4}  {cells}")
 
 
 def section() -> dict[str, Any]:

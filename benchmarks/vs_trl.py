@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         for side in args.sides:
             results[regime][side] = run_side(regime, side, args, s, ctx)
             # written after every side: what has run survives a stopped benchmark
-            write(assemble(results, args, s, ctx, load_before), args.out or RESULT)
+            out = args.out or RESULT
+            write(keep_other_regime(assemble(results, args, s, ctx, load_before), out), out)
     return 0
 
 
@@ -489,6 +490,26 @@ def table(record: dict[str, Any]) -> str:
             text = [f"{c:.2f}" if isinstance(c, float) else str(c) for c in cells]
             lines.append(f"| {regime} | {side} | " + " | ".join(text) + " |")
     return "\n".join(lines)
+
+
+def keep_other_regime(record: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A run of one regime keeps the other regime's results already in `out`, with the versions and machine
+    of the run that measured them (`runs`): `--regime natural`, then `--regime informative`, fill one file."""
+    runs = {r: {"versions": record["versions"], "machine": record["machine"]} for r in record["ratios"]}
+    if not out.exists():
+        return record | {"runs": runs}
+    old = json.loads(out.read_text())
+    old_runs = old.get("runs") or {
+        r: {"versions": old["versions"], "machine": old["machine"]} for r in old["ratios"]
+    }
+    merged = dict(record)
+    if "natural" not in record["ratios"] and "natural" in old["ratios"]:
+        merged |= {side: old[side] for side in SIDES if side in old}
+    if "informative" not in record["ratios"] and "informative" in old["ratios"]:
+        merged["informative"] = old["informative"]
+    kept = {r: old_runs[r] for r in old["ratios"] if r not in record["ratios"] and r in old_runs}
+    merged["ratios"] = {**{r: old["ratios"][r] for r in kept}, **record["ratios"]}
+    return merged | {"runs": {**kept, **runs}}
 
 
 def write(record: dict[str, Any], out: Path) -> None:
