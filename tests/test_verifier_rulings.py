@@ -4,6 +4,9 @@ the other."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from verifiers import get_verifier
@@ -133,3 +136,12 @@ def test_numeric_refuses_a_hedge(response: str, gold: str, status: str) -> None:
 def test_an_empty_box_is_no_answer() -> None:
     for response in ("\\boxed{}", "\\boxed{ }", "\\boxed{\\boxed{}}", "So: \\boxed{} and \\fbox{}."):
         assert get_verifier("math").verify(response, "4").status == "no_answer", response
+
+
+def test_the_labelled_set_of_kinds() -> None:
+    """tests/data/verifier_kinds.jsonl (the quality benchmark's per-kind set): every pair gets its label."""
+    rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "verifier_kinds.jsonl").open()]
+    assert len(rows) == 235 and len({row["kind"] for row in rows}) == 10
+    math = get_verifier("math")
+    mistakes = [r for r in rows if math.verify(r["response"], r["gold"]).correct != bool(r["label"])]
+    assert not mistakes
