@@ -145,3 +145,10 @@ def test_the_labelled_set_of_kinds() -> None:
     math = get_verifier("math")
     mistakes = [r for r in rows if math.verify(r["response"], r["gold"]).correct != bool(r["label"])]
     assert not mistakes
+
+
+def test_an_empty_gold_is_an_error_not_a_wrong_answer() -> None:
+    for name in ("math", "exact", "numeric", "choice"):
+        for gold in ("", "   "):
+            result = get_verifier(name).verify("\\boxed{1}", gold)
+            assert result.status == "error" and not result.correct and result.detail, (name, result)

@@ -26,6 +26,7 @@ from verifiers.math_compare import clean_gold, compare, several_values
 from verifiers.normalize import LIST_COMMA, normalize_answer, to_fraction
 
 Check = tuple[Status, str | None, str | None]
+EMPTY_REFERENCE = "the reference answer is empty"
 COMPARE_LIMIT_S = 0.8  # wall-clock bound on one comparison, where signals work (inline, pool workers)
 
 
@@ -49,6 +50,8 @@ class ExactVerifier(Verifier):
         return text if self.case_sensitive else text.casefold()
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
+        if not reference.strip():
+            return "error", None, EMPTY_REFERENCE
         try:
             answer = final_answer(response)
         except UnbalancedBraces as exc:
@@ -116,6 +119,8 @@ class MathVerifier(Verifier):
     reads_final_section = True
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
+        if not reference.strip():
+            return "error", None, EMPTY_REFERENCE  # a data problem, not a wrong answer
         try:
             answer = final_answer(response) or closing_math(response) or closing_number(response)
             if answer is not None and several_values(clean_gold(reference)):
