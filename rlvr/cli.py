@@ -44,6 +44,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         sample = json.loads(args.sample) if args.sample else None
     except json.JSONDecodeError as exc:
         raise RecipeError(f"--sample is not JSON: {exc}") from None
+    if sample is not None and not isinstance(sample, dict):
+        raise RecipeError(
+            f"--sample must be a JSON object (the sample's fields), got {type(sample).__name__}"
+        )
     # In a worker process with the pool's limits, like a training run: a plug-in that hangs or crashes gives
     # a "timeout" or "error" status, not a stuck or dead command.
     try:
@@ -356,8 +360,8 @@ def _add_model_commands(commands: Any) -> None:
 
 
 def _positive(kind: type) -> Any:
-    """An argparse type: a number of `kind` above 0."""
-    return _number(kind, lambda value: value > 0, "must be above 0")
+    """An argparse type: a finite number of `kind` above 0 (an infinite time limit is no limit)."""
+    return _number(kind, lambda value: 0 < value < float("inf"), "must be a finite number above 0")
 
 
 def _not_negative(kind: type) -> Any:

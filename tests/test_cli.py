@@ -107,7 +107,7 @@ def test_eval_refuses_bad_flags_before_loading_anything(tmp_path: Path) -> None:
     (checkpoint / "config.json").write_text("{}")  # never read: every check below comes first
     data = ["--data", "task://arithmetic?n=2"]
     out = rlvr("eval", str(checkpoint), "--k", "0", *data)
-    assert out.returncode == 2 and "argument --k: must be above 0, got 0" in out.stderr
+    assert out.returncode == 2 and "argument --k: must be a finite number above 0, got 0" in out.stderr
     out = rlvr("eval", str(checkpoint), "--temperature", "-1", *data)
     assert out.returncode == 2 and "argument --temperature: must be 0 or above, got -1" in out.stderr
     out = rlvr("eval", str(checkpoint), "--temperature", "nan", *data)
@@ -129,9 +129,13 @@ def test_verify_names_the_flag_that_is_wrong() -> None:
     out = rlvr("verify", "--sample", "{bad", "--reference", "1", "1")
     assert out.returncode == 2 and "--sample is not JSON" in out.stderr
     out = rlvr("verify", "--timeout", "0", "--reference", "1", "1")
-    assert out.returncode == 2 and "argument --timeout: must be above 0" in out.stderr
+    assert out.returncode == 2 and "argument --timeout: must be a finite number above 0" in out.stderr
     out = rlvr("verify", "--reference", " ", "1")
     assert out.returncode == 2 and "--reference is empty" in out.stderr
+    out = rlvr("verify", "--timeout", "inf", "--reference", "1", "1")
+    assert out.returncode == 2 and "argument --timeout: must be a finite number above 0" in out.stderr
+    out = rlvr("verify", "--sample", "[1, 2]", "--reference", "1", "1")
+    assert out.returncode == 2 and "--sample must be a JSON object" in out.stderr
 
 
 def test_verify_runs_a_plugin_under_the_pool_limits() -> None:
@@ -162,3 +166,13 @@ def test_verify_runs_a_plugin_under_the_pool_limits() -> None:
     )
     assert broken.returncode == 2 and "this verifier cannot be built" in broken.stderr
     assert "Traceback" not in broken.stderr
+    dies = rlvr(
+        "verify",
+        "--verifier",
+        "tests.verifier_fixtures:DyingInitVerifier",
+        "--reference",
+        "1",
+        "1",
+        PYTHONPATH=str(REPO),
+    )
+    assert dies.returncode == 2 and "died while starting" in dies.stderr and "Traceback" not in dies.stderr

@@ -371,6 +371,9 @@ def test_majority_answer_needs_a_strict_majority() -> None:
         assert majority_answer(["nothing", "\\boxed{"], same) == (None, 0)
         drafts = ["<think>\\boxed{12}</think>\\boxed{13}", "<think>\\boxed{12}", "\\boxed{13}"]
         assert majority_answer(drafts, same) == ("13", 2)  # a draft inside <think> is no vote
+        chained = ["\\boxed{1011}", "\\boxed{1011_2}", "\\boxed{1011_3}"]  # each matches 1011, not each other
+        assert majority_answer(chained, same) == ("1011", 2)
+        assert majority_answer(["\\boxed{28\\%}", "\\boxed{0.28}", "\\boxed{28}"], same) == ("28\\%", 2)
 
 
 def test_the_vote_survives_a_verifier_that_hangs_or_crashes() -> None:

@@ -80,6 +80,10 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "tuple equations": lambda n: "(a, b) = (" * (n // 10) + "1, 2)",
     "clock times": lambda n: "4:30p.m." * (n // 8),
     "lost dollars": lambda n: "\\\\2" * (n // 3),
+    "number words": lambda n: "3 million " * (n // 10) + "thousand",
+    "qualified closings": lambda n: "Suppose x is 5 less than " * (n // 25) + "12.",
+    "named values": lambda n: "$x = " * (n // 5) + "5$.",
+    "exponents": lambda n: "25 m^{2" * (n // 7) + ".",
 }
 
 _BIG = {"max_response_chars": 10**7}

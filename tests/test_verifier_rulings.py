@@ -60,6 +60,37 @@ STATED_SENTENCES = [
     ("Let us substitute $x=5$", "5", WRONG),
     ("The roots are $5$ and $6$.", "6", WRONG),
     ("The result is 5x²", "5", WRONG),
+    # the closing value must be the result, not part of a term, a bound, a range, an assumption or a denial
+    ("The total is 5x.", "5", WRONG),
+    ("The area is 5π.", "5", WRONG),
+    ("So the value is 2 squared.", "2", WRONG),
+    ("So the value is 2 squared.", "4", RIGHT),
+    ("So the total is 3 million.", "3", WRONG),
+    ("So the total is 3 million.", "3000000", RIGHT),
+    ("So x is 5 less than y.", "5", WRONG),
+    ("So x is greater than 5.", "5", WRONG),
+    ("The result is never 12.", "12", WRONG),
+    ("The result can't be 12.", "12", WRONG),
+    ("So x ranges from 3 to 12.", "12", WRONG),
+    ("Its range is 1 to 12.", "12", WRONG),
+    ("The area is 25 m^2.", "2", WRONG),
+    ("The area is 25 m^2.", "25", RIGHT),
+    ("The speed is 12 m/s^2.", "12", RIGHT),
+    ("So the result is x^2.", "2", WRONG),
+    ("The meeting starts at 4:30 p.m.", "30", WRONG),
+    ("The ratio is 3:4.", "4", WRONG),
+    ("Suppose $x = 5$.", "5", WRONG),
+    ("Let $x = 5$.", "5", WRONG),
+    ("First, we substitute $x=5$.", "5", WRONG),
+    ("This is false when $x=5$.", "5", WRONG),
+    ("We must check whether $x=5$.", "5", WRONG),
+    ("The solution is not $x = 5$.", "5", WRONG),
+    ("The number is not 10 but 1,000.99€", "1000.99", RIGHT),
+    (
+        "When multiplying by the identity: $\\begin{pmatrix}1 & 0\\end{pmatrix}$",
+        "\\begin{pmatrix}1 & 0\\end{pmatrix}",
+        RIGHT,
+    ),
 ]
 GROUPINGS = [
     ("\\boxed{(f(x), g(x)) = (x, 2)}", "f(x)=x, g(x)=2", RIGHT),
@@ -83,6 +114,10 @@ GROUPINGS = [
     ("\\boxed{\\{1, 2\\}, \\{5, 6\\}}", "\\{1, 5\\}, \\{2, 6\\}", WRONG),  # a grouped gold asks for groups
     ("\\boxed{\\20}", "20", RIGHT),  # a `\$20` whose `$` was taken for a delimiter
     ("\\boxed{\\21}", "20", WRONG),
+    ("\\boxed{(a, b) = (1, 2)}", "a=1, b=2", RIGHT),
+    ("\\boxed{(a, b) = (2, 1)}", "a=1, b=2", WRONG),  # a tuple equation keeps its names
+    ("\\boxed{(a, b, c) = (1, 2)}", "a=1, b=2", WRONG),
+    ("\\boxed{(a, a) = (1, 2)}", "a=1, b=2", WRONG),
 ]
 # docs/verifiers.md, "Rulings": the ambiguous ones.
 RULINGS = [
@@ -107,6 +142,16 @@ RULINGS = [
     ("I guess it is 42.", "42", WRONG),
     ("It might be $5$.", "5", WRONG),
     ("So she makes 9*2=$18 every day.", "18", RIGHT),  # a closing number that does not hedge
+    ("The solution is $x = 4$ or $x = 5$.", "5", WRONG),
+    ("The solutions are $x = 4$ and $x = 5$.", "5", WRONG),
+    ("So x = 11 or x = 12.", "12", WRONG),
+    ("We get $x=5$, $y=6$.", "6", WRONG),
+    ("So we get x = 5 and y = 6.", "6", WRONG),
+    ("\\boxed{11} or \\boxed{12}", "12", WRONG),  # two boxes joined by "or" against one value
+    ("\\boxed{7}, \\boxed{7}", "7", RIGHT),  # one answer boxed twice
+    ("The answer could be $5$.", "5", WRONG),
+    ("\\boxed{9_2}", "9", WRONG),  # no digit 9 in base 2
+    ("\\boxed{9}", "9_2", WRONG),
 ]
 
 
@@ -141,7 +186,7 @@ def test_an_empty_box_is_no_answer() -> None:
 def test_the_labelled_set_of_kinds() -> None:
     """tests/data/verifier_kinds.jsonl (the quality benchmark's per-kind set): every pair gets its label."""
     rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "verifier_kinds.jsonl").open()]
-    assert len(rows) == 235 and len({row["kind"] for row in rows}) == 10
+    assert len(rows) == 275 and len({row["kind"] for row in rows}) == 10
     math = get_verifier("math")
     mistakes = [r for r in rows if math.verify(r["response"], r["gold"]).correct != bool(r["label"])]
     assert not mistakes
@@ -149,6 +194,6 @@ def test_the_labelled_set_of_kinds() -> None:
 
 def test_an_empty_gold_is_an_error_not_a_wrong_answer() -> None:
     for name in ("math", "exact", "numeric", "choice"):
-        for gold in ("", "   "):
+        for gold in ("", "   ", "$$", "\\(\\)", "\\boxed{}", "$\\boxed{ }$"):
             result = get_verifier(name).verify("\\boxed{1}", gold)
             assert result.status == "error" and not result.correct and result.detail, (name, result)

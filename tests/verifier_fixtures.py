@@ -130,6 +130,11 @@ class BrokenInitVerifier(EchoVerifier):
         raise RuntimeError("this verifier cannot be built")
 
 
+class DyingInitVerifier(EchoVerifier):
+    def __init__(self, **kwargs: Any) -> None:
+        os._exit(5)  # a plug-in that takes its process down while it is built
+
+
 class KwargsVerifier(EchoVerifier):
     """Reports the keyword arguments it was built with, so tests can see that they arrived."""
 

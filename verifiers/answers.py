@@ -158,16 +158,23 @@ def clock_time(normalized: str) -> tuple[str, str | None] | None:
     return None if found is None else (found.group(1), found.group(2) and found.group(2).lower())
 
 
-def distributed(text: str) -> str | None:
-    """`(f(x), g(x)) = (x, 2)` → `f(x) = x, g(x) = 2`: an equation between two tuples of one length is the
-    list of the equations of their items. None for anything else."""
+def tuple_equation(text: str) -> tuple[list[str], list[str]] | None:
+    """`(f(x), g(x)) = (x, 2)` → ([f(x), g(x)], [x, 2]): the items of an equation between two tuples of two or
+    more items each (their lengths may differ). None for anything else."""
     sides = equation_sides(text)
     if len(sides) != 2 or not all(_wrapped(side) for side in sides):
         return None
-    names, values = (_top_level_split(side[1:-1], ",") for side in sides)
-    if len(names) != len(values) or len(names) < 2:
+    names, values = ([item.strip() for item in _top_level_split(side[1:-1], ",")] for side in sides)
+    return (names, values) if len(names) >= 2 and len(values) >= 2 else None
+
+
+def distributed(text: str) -> str | None:
+    """`(f(x), g(x)) = (x, 2)` → `f(x) = x, g(x) = 2`: an equation between two tuples of one length is the
+    list of the equations of their items. None for anything else."""
+    found = tuple_equation(text)
+    if found is None or len(found[0]) != len(found[1]):
         return None
-    return ", ".join(f"{name.strip()} = {value.strip()}" for name, value in zip(names, values, strict=True))
+    return ", ".join(f"{name} = {value}" for name, value in zip(*found, strict=True))
 
 
 def set_members(text: str) -> list[str] | None:

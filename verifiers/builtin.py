@@ -6,6 +6,7 @@ can be split into "the model answered wrongly" and "the model did not answer in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -23,11 +24,17 @@ from verifiers.extract import (
 )
 from verifiers.limits import TimeUp, time_limit
 from verifiers.math_compare import clean_gold, compare, several_values
-from verifiers.normalize import LIST_COMMA, normalize_answer, to_fraction
+from verifiers.normalize import LIST_COMMA, normalize_answer, strip_delimiters, to_fraction
 
 Check = tuple[Status, str | None, str | None]
 EMPTY_REFERENCE = "the reference answer is empty"
+_EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s{0,8}\{\s{0,8}\}")
 COMPARE_LIMIT_S = 0.8  # wall-clock bound on one comparison, where signals work (inline, pool workers)
+
+
+def _empty(reference: str) -> bool:
+    """A gold with nothing to compare: blank, `$$`, `\\(\\)`, or only empty boxes."""
+    return not strip_delimiters(_EMPTY_BOX.sub("", reference)).strip(" $")
 
 
 @register_verifier("exact")
@@ -50,7 +57,7 @@ class ExactVerifier(Verifier):
         return text if self.case_sensitive else text.casefold()
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
-        if not reference.strip():
+        if _empty(reference):
             return "error", None, EMPTY_REFERENCE
         try:
             answer = final_answer(response)
@@ -119,13 +126,15 @@ class MathVerifier(Verifier):
     reads_final_section = True
 
     def check(self, response: str, reference: str, sample: Mapping[str, Any] | None) -> Check:
-        if not reference.strip():
+        if _empty(reference):
             return "error", None, EMPTY_REFERENCE  # a data problem, not a wrong answer
         try:
             answer = final_answer(response) or closing_math(response) or closing_number(response)
-            if answer is not None and several_values(clean_gold(reference)):
-                boxes = final_boxes(response)
-                answer = ", ".join(boxes) if len(boxes) > 1 and boxes[-1] == answer else answer
+            boxes = final_boxes(response) if answer is not None else []
+            if len(set(boxes)) > 1 and boxes[-1] == answer:
+                # boxes joined by connectives answer together: the list a gold of several values asks for,
+                # or a hedge against a single gold (`\\boxed{11} or \\boxed{12}`); one box twice is one answer
+                answer = ", ".join(boxes) if several_values(clean_gold(reference)) else " or ".join(boxes)
         except UnbalancedBraces as exc:
             return "parse_error", None, str(exc)
         if answer is None or not answer.strip():

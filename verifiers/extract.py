@@ -48,8 +48,30 @@ _FRACTION_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} )?(?<![\w./])\d{1,20} ?
 _FRAC_BEFORE = re.compile(r"(?:(?<![\w./])-?\d{1,20} ?)?\\[dt]?frac\{\d{1,20}\}\{$")
 _VALUE_WINDOW = 48
 # A guess among values: a hedging word in the number's sentence, or "or" just before it (`42, or 43`).
-_HEDGE = re.compile(r"\b(?:maybe|perhaps|possibly|probably|might|guess)\b|\bor\s{1,3}(?:\\?\$|[€£])?$", re.I)
+_HEDGE = re.compile(r"\b(?:maybe|perhaps|possibly|probably|might|could|guess)\b|\bor$", re.I)
+# A sentence that does not state its closing value as the result: an assumption, a case, a check, a
+# negation (`Suppose $x = 5$.`, `This is false when $x=5$.`, `The result is never 12.`) ...
+_NOT_STATED = re.compile(
+    r"\b(?:suppose|assume|assuming|let|consider|if|when|whether|unless|substitut\w*|plug\w*|try|check|"
+    r"show|prove|false|case|need)\b",
+    re.I,
+)
+# ... or that denies the value right before it (`The solution is not $x = 5$.`, `It can't be 12.`) ...
+_DENIED = re.compile(r"\b(?:not|never|hardly|no|(?:can't|cannot|isn't|wasn't)(?:\sbe)?)$", re.I)
+# ... or a bound or a range rather than the value (`greater than 5`, `at least 5`, `from 3 to 12`).
+_COMPARED = re.compile(r"\b(?:than|least|most|between|from\b.{0,40}\bto)$|\d\s{1,3}to$", re.I)
+# What follows a closing number and makes it part of something else (`5 pi`, `2 squared`, `3 million`,
+# `5 less than y`, `4 or 5`).
+_QUALIFIED = re.compile(
+    r"(?<!\\)\b(?:pi|squared|cubed|million|billion|trillion|thousand|hundred|dozen|times|less|more|fewer|greater|"
+    r"smaller|larger|plus|minus|over|or|and|to)\b|π",
+    re.I,
+)
+# A value's own name before it (`$x = `), left out when the sentence before the value is read.
+_NAMED_BEFORE = re.compile(r"[$(\\\s]{0,4}(?:[A-Za-z](?:_\{?\w{1,8}\}?)?\s{0,3}=\s{0,3})?[$(\\\s]{0,4}$")
 _HEDGE_WINDOW = 120
+_EXPONENT_BEFORE = re.compile(r"[\^_]\{?$")  # the 2 of `m^2`, `m^{2}`, `x_2`: no value of its own
+_POWER = re.compile(r"\^\{?\d\}?")
 _DIGITS = frozenset("0123456789")  # not str.isdigit: `²` is a digit to it, and a unit here
 # A unit or currency after a response's last number (`1,000.99€`, `12m²`, `15 cm^2`, `40%`): the number is
 # whole, even without a closing period.
@@ -442,6 +464,8 @@ def bare_answer(text: str) -> str | None:
     commands = _LATEX_COMMAND.sub(" ", _ENVIRONMENT.sub(" ", stripped))
     words = [w for w in re.split(r"[^a-zA-Z]+", commands) if len(w) > 2]
     maths = any(c.isdigit() or c in "\\^_=<>" for c in stripped)  # `nothing` alone is no answer
+    if _NOT_STATED.search(commands) or _HEDGE.search(commands):
+        return None  # `Suppose $x = 5$.`, `Maybe 12.`: a line of maths that states no result
     return inner or None if len(words) <= 1 and maths else None
 
 
@@ -462,8 +486,12 @@ def stated_answer(text: str) -> str | None:
     end = _answer_end(tail, start)
     if len(tail) - end > _MAX_AFTER_CONCLUSION or tail[end : end + 1] not in (".", "!"):
         return None  # a sentence cut off mid-way (a truncated response) states nothing
-    value = _from_sentence(" " + tail[start:end])
-    return value if value and _VALUE_START.match(value) else None
+    sentence = " " + tail[start:end]
+    value = _from_sentence(sentence)
+    if not value or not _VALUE_START.match(value):
+        return None
+    found = sentence.rfind(value)  # `So we get x = 5 and y = 6.` lists two values; `maybe` hedges
+    return None if found < 0 or _unstated(sentence, found) else value
 
 
 def _last_math_or_number(text: str) -> str | None:
@@ -494,7 +522,7 @@ def closing_math(text: str) -> str | None:
         value = tail[start + len(opening) : len(tail) - len(closing)].strip()
         line = tail[tail.rfind("\n", 0, start) + 1 : start].rstrip()
         introduced = line.endswith(":") or _INTRODUCES.search(line[-12:]) is not None
-        if not value or "\n\n" in value or not (ended or introduced) or _listed(line) or _hedged(tail, start):
+        if not value or "\n\n" in value or not (ended or introduced) or _unstated(tail, start):
             return None
         return value
     return None
@@ -502,39 +530,57 @@ def closing_math(text: str) -> str | None:
 
 def closing_number(text: str, max_after: int = 40) -> str | None:
     """The last resort, as math-verify takes the last number: the number a response closes with, when
-    nothing else states an answer (`... so she makes 9*2=$18 every day.` → `18`). Only the last line counts,
-    what follows the number must be a few words without digits (a unit, `every day.`), and the sentence must
-    end (`.`, `!`): a number deep in a closing paragraph, or a truncated response, states nothing."""
+    nothing else states an answer (`... so she makes 9*2=$18 every day.` → `18`). Only the last line counts;
+    what follows the number must be a few words without digits (a unit, `every day.`) and end the sentence
+    (`.`, `!`), or be a unit or currency glued on (`1,000.99€`); the sentence must state it (`_unstated`). A
+    number deep in a closing paragraph, in an exponent or a time (`m^2`, `4:30`), or in a truncated response
+    states nothing."""
     lines = [line for line in text[-_TAIL_CHARS:].splitlines() if line.strip()]
     if not lines:
         return None
-    matches = _kept_numbers(lines[-1])  # `So it is 5, not 6.`: 5, then digits follow it, so no answer
-    if not matches:
+    line = lines[-1]
+    matches = [
+        m for m in _kept_numbers(line) if not _EXPONENT_BEFORE.search(line[max(0, m.start() - 2) : m.start()])
+    ]
+    if not matches or line[matches[-1].start() - 1 : matches[-1].start()] == ":":
+        return None  # `So x is 5, not 6.` keeps 5 and fails below; `4:30` is a time, not 30
+    after = line[matches[-1].end() :]
+    bare = _POWER.sub("", after)  # `25 m^2.`: a unit's power is no number after the answer
+    if len(after) > max_after or any(c in _DIGITS for c in bare) or _unstated(line, matches[-1].start()):
         return None
-    after = lines[-1][matches[-1].end() :]
-    ending = after.strip().rstrip("*$").strip()
-    if len(after) > max_after or any(c in _DIGITS for c in after) or _hedged(lines[-1], matches[-1].start()):
-        return None
-    if _listed(lines[-1][: matches[-1].start()]):
-        return None  # `The roots are 5 and 6.`: the last of several values is not the answer
-    if not ending.endswith((".", "!")) and not _ENDING_UNIT.fullmatch(after):
-        return None  # `1,000.99€` and `12 m²` end the response whole; `... and 12 of them` may be cut off
-    return _whole_value(lines[-1], matches[-1])
+    if _ENDING_UNIT.fullmatch(after):
+        return _whole_value(line, matches[-1])  # `1,000.99€`, `12 m²`: whole, with or without a period
+    glued = after[:1].isalpha()  # `5x.`, `5π.`: algebra, not a number and its unit
+    if glued or _QUALIFIED.search(bare) or not after.strip().rstrip("*$").strip().endswith((".", "!")):
+        return None  # `... and 12 of them` may be cut off; `5 pi`, `3 million`, `5 less than y` are more
+    return _whole_value(line, matches[-1])
 
 
-def _listed(before: str) -> bool:
-    """Whether a closing value comes last in a list (`$5$ and $6$.`, `5, 6`): what precedes it ends with a
-    comma or "and" (a dollar sign or maths opening aside)."""
-    return before.rstrip().rstrip("$\\(").rstrip().endswith((",", " and", "&"))
-
-
-def _hedged(text: str, start: int) -> bool:
-    """Whether the sentence before the number at `start` hedges (`Maybe 41, maybe 42, or maybe 43.`, `It
-    could be 7 or 8.`): a guess among values states none of them, so no fallback credits it."""
+def _sentence_before(text: str, start: int) -> tuple[str, str]:
+    """The sentence before a value at `start`, and its lead: the sentence without a trailing `$x = `."""
     window = text[max(0, start - _HEDGE_WINDOW) : start]
     cut = max(window.rfind(". "), window.rfind("\n"), window.rfind("! "), window.rfind("? "))
     sentence = window[cut + 1 :]
-    return _HEDGE.search(sentence) is not None
+    return sentence, sentence[: _NAMED_BEFORE.search(sentence).start()].rstrip()
+
+
+def _hedged(text: str, start: int) -> bool:
+    """Whether the sentence before the value at `start` hedges (`Maybe 41, maybe 42, or maybe 43.`, `It
+    could be 7 or 8.`, `$x = 4$ or $x = 5$`): a guess among values states none of them."""
+    return _HEDGE.search(_sentence_before(text, start)[1]) is not None
+
+
+def _unstated(text: str, start: int) -> bool:
+    """Whether the sentence before a closing value at `start` fails to state it as the result, so that no
+    fallback credits the value: a hedge (`_hedged`), the last of a list (`The roots are 5 and 6.`, `$x=5$,
+    $y=6$`), an assumption, a case or a negation (`Suppose $x = 5$.`, `The result is never 12.`), or a bound
+    (`greater than 5`, `from 3 to 12`)."""
+    sentence, lead = _sentence_before(text, start)
+    if _HEDGE.search(lead) or _DENIED.search(lead) or _COMPARED.search(lead):
+        return True
+    if _NOT_STATED.search(sentence) and not lead.endswith(":"):  # `When multiplying by I: $I$` states it
+        return True
+    return lead.endswith((",", " and", "&"))
 
 
 def final_answer(text: str) -> str | None:

@@ -31,6 +31,7 @@ from verifiers.answers import (
     relation_interval,
     set_members,
     split_items,
+    tuple_equation,
 )
 from verifiers.base import Status
 from verifiers.extract import answer_is, final_boxes
@@ -39,6 +40,7 @@ from verifiers.matrices import Entries, read_matrix, tuple_items
 from verifiers.normalize import (
     BASE_NUMBER,
     LIST_COMMA,
+    VALUE_WORDS,
     has_percent,
     normalize_answer,
     strip_delimiters,
@@ -115,8 +117,16 @@ def _base_verdict(mine: str, theirs: str) -> Verdict:
     only is dropped (`1011` answers `1011_2`: the digits decide; docs/verifiers.md, "Rulings"). Final unless
     a side is an equation (`\\frac58 = 0.101_2`: its value is read later)."""
     if mine.split("_")[0] == theirs.split("_")[0] and ("_" in mine) != ("_" in theirs):
-        return Verdict("ok", True)
+        return Verdict("ok" if _digits_fit_base(mine if "_" in mine else theirs) else "wrong", True)
     return Verdict("wrong", "=" not in mine + theirs)
+
+
+def _digits_fit_base(number: str) -> bool:
+    """`1011_2` can be written in base 2; `9_2` cannot (a digit 9 in base 2 is no number)."""
+    digits, _, base = number.rpartition("_")
+    if not base.isdigit() or not 2 <= int(base) <= 36:
+        return False
+    return all(int(c, 36) < int(base) for c in digits.replace(".", "").lstrip("-") if c.isalnum())
 
 
 def _clock_verdict(mine: str, theirs: str) -> Verdict:
@@ -275,6 +285,9 @@ def _compare_approx(answer: str, gold: str) -> Status:
 
 
 def _compare(answer: str, gold: str) -> Status:
+    tuples = _tuple_equation_verdict(answer, gold)
+    if tuples is not None:
+        return tuples
     if _named_lists(answer, gold):  # `x=1, y=2` is an ordered, named answer; the parser reads a set
         same = normalize_answer(answer) == normalize_answer(gold) or _lists_equal(answer, gold)
         return "ok" if same else "wrong"
@@ -286,7 +299,24 @@ def _compare(answer: str, gold: str) -> Status:
         return "ok"
     if (first.settled and not chained) or _both_lists(answer, gold):
         return first.status  # lists are ours to judge: math-verify reads `2, 1` as the set of `x=1, y=2`
+    if VALUE_WORDS.search(answer) or VALUE_WORDS.search(gold):
+        return first.status  # `5 less than y`, `3 million` (as words): math-verify would read letters
     return "ok" if answer and math_verify_equal(answer, gold) else first.status
+
+
+def _tuple_equation_verdict(answer: str, gold: str) -> Status | None:
+    """`(f(x), g(x)) = (x, 2)` is the list `f(x)=x, g(x)=2` and is judged as that list, names included (`(a,
+    b) = (2, 1)` is not `a=1, b=2`); tuples of different lengths (`(a, b, c) = (1, 2)`) are no answer. None
+    when neither side is an equation between tuples."""
+    shapes = [tuple_equation(answer), tuple_equation(gold)]
+    if shapes == [None, None]:
+        return None
+    if any(shape is not None and len(shape[0]) != len(shape[1]) for shape in shapes):
+        return "wrong"
+    mine, theirs = (distributed(text) or text for text in (answer, gold))
+    if len(split_items(mine)) != len(split_items(theirs)):
+        return None  # a tuple equation against a tuple or a value: the other readings decide
+    return "ok" if _lists_equal(mine, theirs) else "wrong"
 
 
 def _named_lists(answer: str, gold: str) -> bool:
@@ -317,9 +347,6 @@ def _other_readings_equal(answer: str, gold: str) -> bool:
 def _regrouped_equal(answer: str, gold: str) -> bool:
     """The same items grouped another way: `(f(x), g(x)) = (x, 2)` is `f(x)=x, g(x)=2`, and the sets
     `\\{1, 2\\}, \\{5, 6\\}` answer the flat gold `1, 2, 5, 6` (a gold without groups asks for none)."""
-    mine, theirs = distributed(answer), distributed(gold)
-    if (mine or theirs) and _lists_equal(mine or answer, theirs or gold):
-        return True
     members = set_members(answer)
     if members is None or set_members(gold) is not None or len(split_items(gold)) != len(members):
         return False
@@ -331,7 +358,8 @@ def _value_readings(answer: str, gold: str) -> list[tuple[str, str]]:
     it equals), and a gold `(p,q)=(3,2)` only when its lhs names a quantity (`a + 3z = 0` is no value 0)."""
     readings = []
     answer_sides, gold_sides = equation_sides(answer), equation_sides(gold)
-    if len(answer_sides) > 1 and len(gold_sides) == 1 and answer_sides[-1]:
+    several = len(split_items(answer)) > 1  # `x = 11 or x = 12`, `x=5, y=6`: a list, not a chain to 12
+    if len(answer_sides) > 1 and len(gold_sides) == 1 and answer_sides[-1] and not several:
         readings.append((answer_sides[-1], gold))
     if len(gold_sides) > 1 and len(answer_sides) == 1 and gold_sides[-1] and is_name(gold_sides[-2]):
         readings.append((answer, gold_sides[-1]))

@@ -52,6 +52,15 @@ _CURRENCY_CODE = re.compile(r"^([-+]?)\s{0,2}(?:USD|EUR|GBP)\s{0,2}(?=[-+]?\s?\d
 # `15 m^2`, `3cm`, `2kg`. A letter alone is a unit only with a power of a length (`5x²` stays algebra).
 GLUED_UNIT = r"(?:(?:[ckd]?m|ft|in)(?:[²³]|\^\{?[23]\}?)|[ckm]m|kg|mg|m[lL]|lbs?|oz|hrs?|mph)"
 _NUMBER_WITH_UNIT = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?) ?" + GLUED_UNIT)
+# Words after a number that change its value or make it part of a relation: never a unit to drop.
+VALUE_WORDS = re.compile(
+    r"(?<!\\)\b(?:pi|squared|cubed|million|billion|trillion|thousand|hundred|dozen|times|less|more|fewer|greater|"
+    r"smaller|larger|than|plus|minus|over)\b",
+    re.I,
+)
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_SCALED = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?) (hundred|thousand|million|billion|trillion)\b(.*)", re.I)
+_POWER_WORD = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?) (squared|cubed)", re.I)
 _LOST_DOLLAR = re.compile(r"(?<!\\)\\(?=\d)")  # `\20`: a `\$20` whose `$` was taken for a delimiter
 LIST_COMMA = re.compile(r"\d,[ \t]+\d")  # `32, 349` is two numbers; `32,349` and `32,\! 349` are one
 
@@ -105,8 +114,20 @@ def read_mixed_numbers(text: str) -> str:
 
 def strip_units(text: str) -> str:
     """`18 dollars is what she makes!` → `18`, `\\frac{11}{15} days` → `\\frac{11}{15}`: a number or a closed
-    expression followed only by words (no digits, no maths) is that number or expression. Anchored, linear
-    matches and one scan from the end, instead of one pattern that backtracks over the words."""
+    expression followed only by words (no digits, no maths) is that number or expression. Words that change
+    the value are no unit (`3 million` is 3000000, `2 squared` is 4, `5 less than y` stays as written).
+    Anchored, linear matches and one scan from the end, instead of one pattern that backtracks over them."""
+    scaled = _SCALED.fullmatch(text)
+    if scaled:
+        value = to_fraction(scaled.group(1)) if len(scaled.group(1)) < 40 else None
+        if value is not None:
+            value *= _SCALES[scaled.group(2).lower()]
+            text = (str(value.numerator) if value.denominator == 1 else str(float(value))) + scaled.group(3)
+    power = _POWER_WORD.fullmatch(text)
+    if power:
+        return power.group(1) + ("^2" if power.group(2).lower() == "squared" else "^3")
+    if VALUE_WORDS.search(text):
+        return text
     number = _LEADING_NUMBER.match(text)
     if number and number.end() < len(text) and text[number.end()] == " ":
         rest = text[number.end() + 1 :]

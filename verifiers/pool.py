@@ -268,8 +268,10 @@ class VerifierStartError(RuntimeError):
     """A pool's verifier could not be built in its worker (an unknown name, a plug-in that raises on import
     or construction). `reason` is the exception in one line; the message adds the worker's traceback."""
 
-    def __init__(self, spec: Any, reason: str, worker_traceback: str) -> None:
-        super().__init__(f"verifier {spec!r} failed to start in a worker: {reason}\n{worker_traceback}")
+    def __init__(self, spec: Any, reason: str, worker_traceback: str = "") -> None:
+        super().__init__(
+            f"verifier {spec!r} failed to start in a worker: {reason}\n{worker_traceback}".rstrip()
+        )
         self.reason = reason
 
 
@@ -491,7 +493,9 @@ class VerifierPool:
             # One last read: it may have answered while the parent was busy with other workers.
             collected = self._collect(worker, batch)
             if not worker.ready and collected:
-                raise RuntimeError(f"a verifier worker did not start within {self.startup_timeout_s:g}s")
+                raise VerifierStartError(
+                    self._spec, f"its worker did not start within {self.startup_timeout_s:g}s"
+                )
             if not collected:
                 self._replace(worker, batch, "error", _exit_detail(worker.process))
             elif worker.jobs and time.monotonic() > self._deadline(worker):
@@ -501,7 +505,7 @@ class VerifierPool:
     def _replace(self, worker: _Worker, batch: _Batch, status: Status, detail: str) -> None:
         """The worker is gone: its current item gets `status`, its other items go back to the queue."""
         if not worker.ready:
-            raise RuntimeError(f"a verifier worker died while starting: {detail}")
+            raise VerifierStartError(self._spec, f"its worker died while starting ({detail})")
         if worker.jobs:
             current, *rest = worker.jobs
             batch.answer(current, self._failure(status, detail))

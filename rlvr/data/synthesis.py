@@ -58,10 +58,11 @@ class VoteJudge:
 
 
 def majority_answer(solutions: list[str], same: Callable[[str, str], bool]) -> tuple[str | None, int]:
-    """The final answer a strict majority of the solutions agree on, and its votes. Two answers agree when
-    `same(answer, representative)` (the seed's verifier accepts one as the other, so `12` and `12.0`, or `1/2`
-    and `\\frac12`, are one vote; `VoteJudge.same`)."""
-    clusters: list[list[Any]] = []  # [representative answer, votes]
+    """The final answer a strict majority of the solutions agree on, and its votes. An answer joins a group
+    when `same(answer, member)` holds for every member (the seed's verifier accepts it as each of them:
+    `12` and `12.0`, or `1/2` and `\\frac12`, are one vote; `VoteJudge.same`), so a loose equality cannot
+    chain different answers into one group (`1011_2` and `1011_3` both match `1011`, not each other)."""
+    clusters: list[list[str]] = []  # the answers of each group, its first one its representative
     for text in solutions:
         try:
             section = final_section(text)  # a reasoning model's draft inside <think> is no vote
@@ -72,15 +73,15 @@ def majority_answer(solutions: list[str], same: Callable[[str, str], bool]) -> t
             continue
         answer = answer.strip()
         for cluster in clusters:
-            if same(answer, cluster[0]):
-                cluster[1] += 1
+            if all(same(answer, member) for member in cluster):
+                cluster.append(answer)
                 break
         else:
-            clusters.append([answer, 1])
+            clusters.append([answer])
     if not clusters:
         return None, 0
-    answer, votes = max(clusters, key=lambda c: c[1])
-    return (answer, votes) if votes * 2 > len(solutions) else (None, votes)
+    group = max(clusters, key=len)
+    return (group[0], len(group)) if len(group) * 2 > len(solutions) else (None, len(group))
 
 
 def synthesize(
