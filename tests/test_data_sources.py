@@ -232,3 +232,19 @@ def test_chinese_spans_are_twice_as_long_and_boilerplate_is_not_contamination(sh
     strict, default = dedup.Contamination(gaokao, min_overlap=1e-9), dedup.Contamination(gaokao)
     aime = [r["problem"] for r in records("aime")]
     assert sum(map(strict.hit, aime)) > 50 and sum(map(default.hit, aime)) <= 2
+
+
+def test_a_math_solution_ending_on_several_boxes_answers_with_all_of_them() -> None:
+    """MATH's `answer` field keeps only the last box of `t = \\boxed{a}$ or $t = \\boxed{b}`; the verifier
+    reads two boxes joined by "or" as a hedge against one value, so the gold takes them all."""
+    from rlvr.data.sources import math
+
+    solution = "Hence $t = \\boxed{\\frac{1}{3}}$ or $t = \\boxed{-\\frac{5}{2}}$."
+    row = math({"problem": "p", "solution": solution, "answer": "-\\frac{5}{2}"})
+    assert row["answer"] == "\\frac{1}{3}, -\\frac{5}{2}"
+    assert math({"problem": "p", "solution": "So $\\boxed{5}$.", "answer": "5"})["answer"] == "5"
+    twice = math({"problem": "p", "solution": "\\boxed{5}, \\boxed{5}", "answer": "5"})
+    assert twice["answer"] == "5"
+    from verifiers import get_verifier
+
+    assert get_verifier("math").verify(solution, row["answer"]).correct  # the reference solution scores

@@ -257,12 +257,6 @@ def clean_gold(reference: str) -> str:
     return _INNER_DOLLARS.sub("", strip_delimiters(gold))  # `$a$, $b$`: one list
 
 
-@lru_cache(maxsize=8192)
-def several_values(gold: str) -> bool:
-    """Whether the gold lists several values (`3, 5, 7`, `1 \\text{ and } 2`, `\\{1, 2\\}`)."""
-    return len(split_items(gold)) >= 2
-
-
 def compare(answer: str, reference: str) -> Status:
     """ok/wrong/parse_error for an extracted answer against the gold answer; see the module docstring."""
     gold = clean_gold(reference)

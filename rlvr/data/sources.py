@@ -40,7 +40,7 @@ from rlvr.data.fields import (
 )
 from rlvr.data.mc_formats import arc_mc, mathqa_mc, tal
 from rlvr.data.schema import PromptRow
-from verifiers.extract import last_boxed
+from verifiers.extract import final_boxes, last_boxed
 
 __all__ = ["LETTERS", "strip_option_label"]  # their home is fields.py; filters and tests import them here
 
@@ -85,10 +85,19 @@ def gsm8k(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def math(record: dict[str, Any]) -> dict[str, Any]:
-    """MATH: the gold is the last `\\boxed{}` of the solution (or the `answer` field where there is one)."""
+    """MATH: the gold is the `answer` field where there is one, else the last `\\boxed{}` of the solution. A
+    solution that ends on several boxes (`t = \\boxed{\\frac13}$ or $t = \\boxed{-\\frac52}`) answers with all
+    of them: a gold holding only the last one would score the full reference answer as a hedge."""
     answer = record.get("answer")
+    solution = record.get("solution") if isinstance(record.get("solution"), str) else ""
+    try:
+        boxes = final_boxes(solution)
+    except ValueError:  # a box that never closes: the answer field, or nothing
+        boxes = []
     if not isinstance(answer, str) or not answer.strip():
-        answer = last_boxed(text_field(record, "solution")) or ""
+        answer = boxes[-1] if boxes else (last_boxed(text_field(record, "solution")) or "")
+    if len(set(boxes)) > 1 and answer.strip() == boxes[-1]:
+        answer = ", ".join(boxes)
     meta = kept(record, ("solution", "subject", "type", "level", "unique_id"))
     return {"prompt": text_field(record, "problem"), "answer": answer, "meta": meta}
 
