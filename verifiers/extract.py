@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from verifiers.normalize import GLUED_UNIT
+from verifiers.normalize import GLUED_UNIT, VALUE_WORDS
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
@@ -62,11 +62,7 @@ _DENIED = re.compile(r"\b(?:not|never|hardly|no|(?:can't|cannot|isn't|wasn't)(?:
 _COMPARED = re.compile(r"\b(?:than|least|most|between|from\b.{0,40}\bto)$|\d\s{1,3}to$", re.I)
 # What follows a closing number and makes it part of something else (`5 pi`, `2 squared`, `3 million`,
 # `5 less than y`, `4 or 5`).
-_QUALIFIED = re.compile(
-    r"(?<!\\)\b(?:pi|squared|cubed|million|billion|trillion|thousand|hundred|dozen|times|less|more|fewer|greater|"
-    r"smaller|larger|plus|minus|over|or|and|to)\b|π",
-    re.I,
-)
+_QUALIFIED = re.compile(VALUE_WORDS.pattern + r"|\b(?:or|and|to)\b|π", re.I)
 # A value's own name before it (`$x = `), left out when the sentence before the value is read.
 _NAMED_BEFORE = re.compile(r"[$(\\\s]{0,4}(?:[A-Za-z](?:_\{?\w{1,8}\}?)?\s{0,3}=\s{0,3})?[$(\\\s]{0,4}$")
 _HEDGE_WINDOW = 120

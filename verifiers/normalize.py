@@ -50,8 +50,9 @@ _CURRENCY = re.compile(
 _CURRENCY_CODE = re.compile(r"^([-+]?)\s{0,2}(?:USD|EUR|GBP)\s{0,2}(?=[-+]?\s?\d)")
 # A unit glued to a number or a space after it, in shapes `strip_units` (words only) does not take: `12m²`,
 # `15 m^2`, `3cm`, `2kg`. A letter alone is a unit only with a power of a length (`5x²` stays algebra).
+_DECIMAL = r"([-+]?\d[\d,]*(?:\.\d+)?)"  # a number with thousands commas, captured
 GLUED_UNIT = r"(?:(?:[ckd]?m|ft|in)(?:[²³]|\^\{?[23]\}?)|[ckm]m|kg|mg|m[lL]|lbs?|oz|hrs?|mph)"
-_NUMBER_WITH_UNIT = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?) ?" + GLUED_UNIT)
+_NUMBER_WITH_UNIT = re.compile(_DECIMAL + " ?" + GLUED_UNIT)
 # Words after a number that change its value or make it part of a relation: never a unit to drop.
 VALUE_WORDS = re.compile(
     r"(?<!\\)\b(?:pi|squared|cubed|million|billion|trillion|thousand|hundred|dozen|times|less|more|fewer|greater|"
@@ -59,8 +60,8 @@ VALUE_WORDS = re.compile(
     re.I,
 )
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12}
-_SCALED = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?) (hundred|thousand|million|billion|trillion)\b(.*)", re.I)
-_POWER_WORD = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?) (squared|cubed)", re.I)
+_SCALED = re.compile(_DECIMAL + r" (hundred|thousand|million|billion|trillion)\b(.*)", re.I)
+_POWER_WORD = re.compile(_DECIMAL + r" (squared|cubed)", re.I)
 _LOST_DOLLAR = re.compile(r"(?<!\\)\\(?=\d)")  # `\20`: a `\$20` whose `$` was taken for a delimiter
 LIST_COMMA = re.compile(r"\d,[ \t]+\d")  # `32, 349` is two numbers; `32,349` and `32,\! 349` are one
 
